@@ -1,0 +1,3 @@
+module github.com/switchboard-go/switchboard
+
+go 1.26.8
