@@ -36,21 +36,26 @@ func (c *conn) Send(ctx context.Context, to transport.Address, msgs []*transport
 	if err := c.check(); err != nil {
 		return err
 	}
-	copies := make([]*transport.Message, len(msgs))
-	for i, m := range msgs {
+	for _, m := range msgs {
 		if n := m.Size(); n > c.b.maxSize {
 			return fmt.Errorf("inmem: message %s is %d bytes, over the limit of %d: %w", m.ID, n, c.b.maxSize, transport.ErrMessageTooLarge)
 		}
-		cp := *m
-		cp.Body = slices.Clone(m.Body)
-		if m.Headers != nil {
-			cp.Headers = make(map[string]string, len(m.Headers))
-			for k, v := range m.Headers {
-				cp.Headers[k] = v
-			}
+	}
+	// The broker keeps its own Body and Headers; the caller may reuse
+	// theirs once Send returns. push copies the structs.
+	copies := msgs
+	var one [1]*transport.Message
+	var own [1]transport.Message
+	if len(msgs) == 1 {
+		own[0] = ownCopy(msgs[0])
+		one[0] = &own[0]
+		copies = one[:]
+	} else {
+		copies = make([]*transport.Message, len(msgs))
+		for i, m := range msgs {
+			cp := ownCopy(m)
+			copies[i] = &cp
 		}
-		cp.DeliveryCount, cp.AckID, cp.AsFunc = 0, nil, nil
-		copies[i] = &cp
 	}
 	closed := c.done()
 	b := c.b
@@ -91,6 +96,20 @@ func (c *conn) Send(ctx context.Context, to transport.Address, msgs []*transport
 		return q.push(ctx, closed, copies)
 	}
 	return fmt.Errorf("inmem: %w: address kind %v", transport.ErrInvalid, to.Kind)
+}
+
+// ownCopy returns m with its own Body and Headers, and no receive fields.
+func ownCopy(m *transport.Message) transport.Message {
+	cp := *m
+	cp.Body = slices.Clone(m.Body)
+	if m.Headers != nil {
+		cp.Headers = make(map[string]string, len(m.Headers))
+		for k, v := range m.Headers {
+			cp.Headers[k] = v
+		}
+	}
+	cp.DeliveryCount, cp.AckID, cp.AsFunc = 0, nil, nil
+	return cp
 }
 
 // Declare implements transport.Transport.
@@ -240,7 +259,15 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 	}
 	for i, e := range es {
 		s.outstanding[e] = struct{}{}
-		m := *e.msg
+		if e.count == 1 {
+			// First delivery: nobody else holds the entry's message.
+			e.msg.DeliveryCount = 1
+			e.msg.AckID = e
+			out[i] = &e.msg
+			continue
+		}
+		// A redelivery: an earlier consumer may still read its copy.
+		m := e.msg
 		m.DeliveryCount = e.count
 		m.AckID = e
 		out[i] = &m
@@ -325,7 +352,7 @@ func (in *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 	}
 	out := make([]*transport.Message, len(es))
 	for i, e := range es {
-		out[i] = e.msg
+		out[i] = &e.msg
 	}
 	return out, nil
 }

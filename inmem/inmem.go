@@ -121,7 +121,7 @@ func openURL(_ context.Context, u *url.URL) (transport.Transport, error) {
 
 // entry is one message held by one group or queue.
 type entry struct {
-	msg   *transport.Message // immutable, shared by every group
+	msg   transport.Message // this group's copy; Body and Headers are shared, immutable
 	seq   uint64
 	count int // deliveries so far
 }
@@ -168,7 +168,8 @@ func (q *queue) wait(ctx context.Context, closed <-chan struct{}) error {
 	return err
 }
 
-// push appends msgs, waiting for room while the queue is full.
+// push appends copies of msgs, waiting for room while the queue is full.
+// The messages' Body and Headers must already be the broker's own.
 func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []*transport.Message) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -179,7 +180,7 @@ func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []*transp
 			}
 		}
 		q.seq++
-		q.ready = append(q.ready, &entry{msg: m, seq: q.seq})
+		q.ready = append(q.ready, &entry{msg: *m, seq: q.seq})
 	}
 	q.broadcast()
 	return nil

@@ -166,16 +166,15 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 		return err
 	}
 	defer c.ops.Done()
+	b := getBatch(len(msgs))
+	defer putBatch(b)
 	now := time.Now()
-	batch := make([]*transport.Message, len(msgs))
 	for i, m := range msgs {
-		tm, err := c.prepare(m, now)
-		if err != nil {
+		if err := c.prepareInto(&b.store[i], m, now); err != nil {
 			return err
 		}
-		batch[i] = tm
 	}
-	if err := c.t.Send(ctx, to, batch); err != nil {
+	if err := c.t.Send(ctx, to, b.ptrs); err != nil {
 		return fmt.Errorf("switchboard: send to %s: %w", to, err)
 	}
 	return nil
@@ -263,4 +262,38 @@ func (c *Client) subOptions(opts []SubscribeOption) (subOptions, error) {
 		opt(&o)
 	}
 	return o, o.validate()
+}
+
+// batch holds the transport messages of one send. Adapters do not keep
+// messages after Send returns (the transport contract), so batches are
+// reused.
+type batch struct {
+	store []transport.Message
+	ptrs  []*transport.Message
+}
+
+const maxPooledBatch = 64
+
+var batchPool = sync.Pool{New: func() any { return new(batch) }}
+
+func getBatch(n int) *batch {
+	b := batchPool.Get().(*batch)
+	if cap(b.store) < n {
+		b.store = make([]transport.Message, n)
+		b.ptrs = make([]*transport.Message, n)
+	}
+	b.store, b.ptrs = b.store[:n], b.ptrs[:n]
+	for i := range b.store {
+		b.ptrs[i] = &b.store[i]
+	}
+	return b
+}
+
+func putBatch(b *batch) {
+	if cap(b.store) > maxPooledBatch {
+		return
+	}
+	clear(b.store)
+	clear(b.ptrs)
+	batchPool.Put(b)
 }

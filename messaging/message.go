@@ -121,26 +121,35 @@ func validName(what, name string) error {
 // prepare validates m and converts it for the transport, filling in the ID
 // and time. It never modifies m.
 func (c *Client) prepare(m *Message, now time.Time) (*transport.Message, error) {
+	tm := new(transport.Message)
+	if err := c.prepareInto(tm, m, now); err != nil {
+		return nil, err
+	}
+	return tm, nil
+}
+
+// prepareInto is prepare writing into tm.
+func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) error {
 	if m == nil {
-		return nil, invalid("nil message")
+		return invalid("nil message")
 	}
 	size := 0
 	for k, v := range m.Headers {
 		if k == "" || len(k) > MaxHeaderNameLength || !utf8.ValidString(k) {
-			return nil, invalid("header name %q must be 1 to %d bytes of valid UTF-8", k, MaxHeaderNameLength)
+			return invalid("header name %q must be 1 to %d bytes of valid UTF-8", k, MaxHeaderNameLength)
 		}
 		if isReserved(k) {
-			return nil, invalid("header name %q uses the reserved prefix %q", k, ReservedHeaderPrefix)
+			return invalid("header name %q uses the reserved prefix %q", k, ReservedHeaderPrefix)
 		}
 		if !utf8.ValidString(v) {
-			return nil, invalid("header %q has a value that is not valid UTF-8", k)
+			return invalid("header %q has a value that is not valid UTF-8", k)
 		}
 		size += len(k) + len(v)
 	}
 	if size > MaxHeadersSize {
-		return nil, errorf(ErrMessageTooLarge, "headers are %d bytes; the limit is %d", size, MaxHeadersSize)
+		return errorf(ErrMessageTooLarge, "headers are %d bytes; the limit is %d", size, MaxHeadersSize)
 	}
-	tm := &transport.Message{
+	*tm = transport.Message{
 		ID:            m.ID,
 		Key:           m.Key,
 		Body:          m.Body,
@@ -158,7 +167,7 @@ func (c *Client) prepare(m *Message, now time.Time) (*transport.Message, error) 
 	if tm.Time.IsZero() {
 		tm.Time = now
 	}
-	return tm, c.checkSize(tm)
+	return c.checkSize(tm)
 }
 
 func (c *Client) checkSize(tm *transport.Message) error {

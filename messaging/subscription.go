@@ -33,7 +33,11 @@ type Subscription struct {
 	o       subOptions
 	log     *slog.Logger
 
-	slots chan struct{} // one per message held, capacity maxInFlight
+	slots chan struct{}           // one per message held, capacity maxInFlight
+	work  chan *transport.Message // to the workers, capacity maxInFlight
+	idle  atomic.Int64            // idle workers less messages waiting in work
+	// workers is how many workers were started; only run touches it.
+	workers int
 
 	fetchCtx   context.Context // cancelled to stop fetching
 	stopFetch  context.CancelFunc
@@ -41,7 +45,7 @@ type Subscription struct {
 	hardStop   context.CancelFunc
 	drainCh    chan struct{} // closed when shutdown begins
 	draining   atomic.Bool
-	handlers   sync.WaitGroup
+	handlers   sync.WaitGroup // the workers
 	loopDone   chan struct{}
 
 	lanesMu sync.Mutex
@@ -128,6 +132,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		o:        o,
 		log:      c.log.With("source", source, "group", group),
 		slots:    make(chan struct{}, o.maxInFlight),
+		work:     make(chan *transport.Message, o.maxInFlight),
 		drainCh:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 		lanes:    make(map[string]*lane),
@@ -220,10 +225,6 @@ func (s *Subscription) fail(err error) {
 }
 
 func (s *Subscription) dispatch(tm *transport.Message) {
-	if s.draining.Load() {
-		s.settle(tm, true)
-		return
-	}
 	if s.o.keyOrdering && tm.Key != "" {
 		s.lanesMu.Lock()
 		if l, busy := s.lanes[tm.Key]; busy {
@@ -231,40 +232,63 @@ func (s *Subscription) dispatch(tm *transport.Message) {
 			s.lanesMu.Unlock()
 			return
 		}
-		l := &lane{}
-		s.lanes[tm.Key] = l
+		s.lanes[tm.Key] = lanePool.Get().(*lane)
 		s.lanesMu.Unlock()
-		s.handlers.Add(1)
-		go s.runLane(tm.Key, l, tm)
-		return
 	}
-	s.handlers.Add(1)
-	go func() {
-		defer s.handlers.Done()
-		s.process(tm)
-	}()
+	s.work <- tm // never blocks: it has room for every slot
+	// Every message in s.work is matched with an idle worker, or a new
+	// one is started, so no message waits behind a busy worker. When
+	// the pool is full, the message count (bounded by the slots) cannot
+	// exceed the workers, so one is about to take it.
+	if s.idle.Add(-1) < 0 {
+		s.idle.Add(1)
+		if s.workers < s.o.maxInFlight {
+			s.workers++
+			s.handlers.Add(1)
+			go s.worker()
+		}
+	}
 }
 
-// runLane handles the messages of one key in order, until none is left.
-func (s *Subscription) runLane(key string, l *lane, tm *transport.Message) {
+var lanePool = sync.Pool{New: func() any { return new(lane) }}
+
+// worker handles messages until the work channel closes at shutdown. After
+// a keyed message it goes on with the next message of the same key, so a
+// key's messages are handled one at a time, in order.
+func (s *Subscription) worker() {
 	defer s.handlers.Done()
-	for {
-		if s.draining.Load() {
-			s.settle(tm, true)
-		} else {
-			s.process(tm)
+	for tm := range s.work {
+		for tm != nil {
+			if s.draining.Load() {
+				s.settle(tm, true)
+			} else {
+				s.process(tm)
+			}
+			tm = s.next(tm)
 		}
-		s.lanesMu.Lock()
-		if len(l.queue) == 0 {
-			delete(s.lanes, key)
-			s.lanesMu.Unlock()
-			return
-		}
-		tm = l.queue[0]
-		l.queue[0] = nil
-		l.queue = l.queue[1:]
-		s.lanesMu.Unlock()
+		s.idle.Add(1)
 	}
+}
+
+// next returns the message queued behind tm's key, or nil when the key has
+// none left (its lane is then removed).
+func (s *Subscription) next(tm *transport.Message) *transport.Message {
+	if !s.o.keyOrdering || tm.Key == "" {
+		return nil
+	}
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	l := s.lanes[tm.Key]
+	if len(l.queue) == 0 {
+		delete(s.lanes, tm.Key)
+		l.queue = l.queue[:0]
+		lanePool.Put(l)
+		return nil
+	}
+	nxt := l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	return nxt
 }
 
 // process calls the handler until it succeeds, the attempts are used up or
@@ -395,6 +419,7 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 		close(s.drainCh)
 		s.stopFetch()
 		<-s.loopDone
+		close(s.work) // the workers release what is left, then stop
 		idle := make(chan struct{})
 		go func() {
 			s.handlers.Wait()
