@@ -26,10 +26,11 @@ const DefaultURL = "mem://"
 // and Gather/Respond. A Client is safe for concurrent use. Close it to
 // drain its subscriptions and release the transport.
 type Client struct {
-	t    transport.Transport
-	caps transport.Capabilities
-	o    clientOptions
-	log  *slog.Logger
+	t      transport.Transport
+	sendFn SendFunc // t.Send wrapped in the send middleware
+	caps   transport.Capabilities
+	o      clientOptions
+	log    *slog.Logger
 
 	mu       sync.Mutex
 	closed   bool
@@ -94,6 +95,7 @@ func New(t transport.Transport, opts ...ClientOption) (*Client, error) {
 	caps := t.Capabilities()
 	return &Client{
 		t:       t,
+		sendFn:  chainSend(t.Send, o.sendMiddleware),
 		caps:    caps,
 		o:       o,
 		log:     o.logger.With("transport", caps.Name),
@@ -174,7 +176,7 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 			return err
 		}
 	}
-	if err := c.t.Send(ctx, to, b.ptrs); err != nil {
+	if err := c.sendFn(ctx, to, b.ptrs); err != nil {
 		return fmt.Errorf("switchboard: send to %s: %w", to, err)
 	}
 	return nil

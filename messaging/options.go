@@ -57,6 +57,7 @@ type clientOptions struct {
 	drainTimeout   time.Duration
 	requestTimeout time.Duration
 	subDefaults    []SubscribeOption
+	sendMiddleware []SendMiddleware
 }
 
 // WithLogger sets the logger the client and its subscriptions log to. The
@@ -104,6 +105,7 @@ type subOptions struct {
 	maxInFlight int
 	deadLetter  string
 	keyOrdering bool
+	middleware  []Middleware
 }
 
 // WithRetry sets the retry policy of the subscription's handler.

@@ -88,7 +88,7 @@ func (c *Client) replying(service string, h ReplyHandler) Handler {
 		}
 		tm.CorrelationID = req.CorrelationID
 		tm.ReplyTo = ""
-		return c.t.Send(ctx, transport.Reply(req.ReplyTo), []*transport.Message{tm})
+		return c.sendFn(ctx, transport.Reply(req.ReplyTo), []*transport.Message{tm})
 	}
 }
 
@@ -290,7 +290,7 @@ func (c *Client) startRequest(ctx context.Context, to transport.Address, req *Me
 	if !rt.register(corr, p) {
 		return time.Time{}, ErrClosed
 	}
-	if err := c.t.Send(ctx, to, []*transport.Message{tm}); err != nil {
+	if err := c.sendFn(ctx, to, []*transport.Message{tm}); err != nil {
 		rt.unregister(corr)
 		return time.Time{}, fmt.Errorf("switchboard: send request to %s: %w", to, err)
 	}

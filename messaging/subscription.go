@@ -128,7 +128,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		group:    group,
 		dlq:      dlq,
 		ts:       ts,
-		handler:  h,
+		handler:  chainHandler(h, o.middleware),
 		o:        o,
 		log:      c.log.With("source", source, "group", group),
 		slots:    make(chan struct{}, o.maxInFlight),
@@ -376,7 +376,7 @@ func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts i
 	var bo *backoff.ExponentialBackOff
 	for {
 		ctx, cancel := context.WithTimeout(s.handlerCtx, 30*time.Second)
-		err := s.c.t.Send(ctx, transport.Queue(s.dlq), []*transport.Message{dl})
+		err := s.c.sendFn(ctx, transport.Queue(s.dlq), []*transport.Message{dl})
 		cancel()
 		if err == nil {
 			s.log.Warn("switchboard: message dead-lettered", "id", tm.ID, "attempts", attempts, "dlq", s.dlq, "error", cause)
