@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/switchboard-go/switchboard/messaging"
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+func init() {
+	commandDetails["publish"] = `Publishes a message to every consumer group of TOPIC. The body is BODY, or
+the file given with --file, or stdin. A group receives the messages
+published after it was first declared (by subscribe --group): subscribe
+once before publishing. Prints the ID of each message sent, one a line.
+`
+	commandDetails["notify"] = `Sends a notification to RECIPIENT's queue, held until the recipient
+consumes it with listen, even if it never listened before. The body is
+BODY, the file given with --file, or stdin. Prints the ID of each message
+sent, one a line.
+`
+}
+
+func publishCommand() *command {
+	return &command{
+		name:    "publish",
+		args:    "TOPIC [BODY]",
+		summary: "publish a message to a topic (body from BODY, --file or stdin)",
+		setup: func(fs *flag.FlagSet, g *global) func(context.Context, *env, []string) error {
+			return sendSetup(fs, g, "topic", func(ctx context.Context, c *messaging.Client, to string, msgs []*messaging.Message) error {
+				return c.Publish(ctx, to, msgs...)
+			})
+		},
+	}
+}
+
+func notifyCommand() *command {
+	return &command{
+		name:    "notify",
+		args:    "RECIPIENT [BODY]",
+		summary: "send a notification to a recipient's queue (read with listen)",
+		setup: func(fs *flag.FlagSet, g *global) func(context.Context, *env, []string) error {
+			return sendSetup(fs, g, "recipient", func(ctx context.Context, c *messaging.Client, to string, msgs []*messaging.Message) error {
+				return c.Notify(ctx, to, msgs...)
+			})
+		},
+	}
+}
+
+// sendBatch is how many messages one Publish or Notify call carries.
+const sendBatch = 64
+
+func sendSetup(fs *flag.FlagSet, g *global, what string,
+	send func(ctx context.Context, c *messaging.Client, to string, msgs []*messaging.Message) error,
+) func(context.Context, *env, []string) error {
+	var mf messageFlags
+	mf.register(fs)
+	count := fs.Int("count", 1, "send `N` copies of the message, each with its own ID")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`")
+	return func(ctx context.Context, e *env, args []string) error {
+		if len(args) == 0 {
+			return usagef("missing %s", what)
+		}
+		if *count < 1 {
+			return usagef("--count %d: must be at least 1", *count)
+		}
+		if mf.id != "" && *count > 1 {
+			return usagef("--id and --count %d: copies need distinct IDs", *count)
+		}
+		if *timeout <= 0 {
+			return usagef("--timeout %s: must be positive", *timeout)
+		}
+		to := args[0]
+		proto, err := mf.build(e, args[1:])
+		if err != nil {
+			return err
+		}
+		c, err := openClient(ctx, e, g)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		sent := 0
+		for sent < *count {
+			n := min(sendBatch, *count-sent)
+			msgs := make([]*messaging.Message, n)
+			for i := range msgs {
+				m := *proto
+				if m.ID == "" {
+					// IDs are chosen here so they can be printed: Publish
+					// does not return the IDs it generates.
+					m.ID = uuid.NewString()
+				}
+				msgs[i] = &m
+			}
+			if err := send(ctx, c, to, msgs); err != nil {
+				c.Close()
+				if sent > 0 {
+					return fmt.Errorf("sent %d of %d messages: %w", sent, *count, err)
+				}
+				return err
+			}
+			for _, m := range msgs {
+				fmt.Fprintln(e.stdout, m.ID)
+			}
+			sent += n
+		}
+		g.log.Debug("sent", what, to, "count", sent)
+		return c.Close()
+	}
+}
+
+// openClient opens a client on the resolved URL, logging to the CLI's
+// logger.
+func openClient(ctx context.Context, e *env, g *global, opts ...messaging.ClientOption) (*messaging.Client, error) {
+	raw := g.resolveURL(e)
+	opts = append([]messaging.ClientOption{
+		messaging.WithLogger(g.log),
+		messaging.WithDrainTimeout(10 * time.Second),
+	}, opts...)
+	c, err := e.open(ctx, raw, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", transport.Redact(raw), err)
+	}
+	g.log.Debug("connected", "url", transport.Redact(raw), "transport", c.Capabilities().Name)
+	return c, nil
+}
