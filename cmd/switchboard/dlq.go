@@ -260,6 +260,7 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 			err = c.Notify(sctx, dest, dl.Original)
 		}
 		if err != nil {
+			g.log.Warn("redrive failed; will retry", "id", m.ID, "to", dest, "error", err)
 			return fmt.Errorf("redrive %s to %s: %w", m.ID, dest, err)
 		}
 		mu.Lock()
