@@ -40,9 +40,21 @@
 //	4  no responders: nobody has ever served the requested service
 //	5  remote error: the responder returned an error
 //
+// Output: publish and notify print the ID of each message sent, one a
+// line. subscribe, listen and dlq list print each message as a text block
+// ("--- message ID", then its fields, headers and body) or, with --json,
+// as one JSON object a line with the fields id, topic, key, type, version,
+// content_type, time, correlation_id, attempt, headers and body (or
+// body_base64 when the body is not UTF-8), plus dead_letter (topic, group,
+// attempts, last_error, permanent, first_failure, last_failure) for dead
+// letters. request prints the reply's body. bench prints a table: pattern,
+// messages, size, concurrency, seconds, msg/s, MB/s, p50, p90, p99, max.
+//
 // Logs (log/slog, text) go to stderr; -v shows debug logs, -q only errors.
-// Subscribing commands log "ready" on stderr once they are subscribed, so
-// that a script can wait for it before publishing.
+// Subscribing commands (subscribe, listen, serve) log "msg=ready" on
+// stderr once they are subscribed, so that a script can wait for it before
+// publishing. A consumer group receives only what is published after it
+// was first declared: subscribe once before publishing.
 package main
 
 import (
@@ -99,8 +111,9 @@ type env struct {
 	getenv         func(string) string
 	// open opens a client on a URL; messaging.Open by default.
 	open func(ctx context.Context, url string, opts ...messaging.ClientOption) (*messaging.Client, error)
-	// terminal reports whether w is a terminal (for bench's progress).
-	terminal func(w io.Writer) bool
+	// terminal reports whether a stream is a terminal (bench's progress,
+	// the hint when a body is read from a terminal).
+	terminal func(stream any) bool
 }
 
 // run runs the command line args (without the program name) and returns

@@ -85,7 +85,7 @@ func (w *world) start(stdin io.Reader, args ...string) *proc {
 		open: func(_ context.Context, _ string, opts ...messaging.ClientOption) (*messaging.Client, error) {
 			return messaging.New(w.broker.Transport(), opts...)
 		},
-		terminal: func(io.Writer) bool { return false },
+		terminal: func(any) bool { return false },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel

@@ -55,7 +55,7 @@ func requestCommand() *command {
 					return usagef("--timeout %s: must be positive", *timeout)
 				}
 				service := args[0]
-				req, err := mf.build(e, args[1:])
+				req, err := mf.build(e, g, args[1:])
 				if err != nil {
 					return err
 				}

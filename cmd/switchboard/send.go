@@ -74,7 +74,7 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 			return usagef("--timeout %s: must be positive", *timeout)
 		}
 		to := args[0]
-		proto, err := mf.build(e, args[1:])
+		proto, err := mf.build(e, g, args[1:])
 		if err != nil {
 			return err
 		}

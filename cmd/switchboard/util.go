@@ -49,7 +49,7 @@ func printVersion(w io.Writer) {
 }
 
 // isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -126,7 +126,7 @@ func (m *messageFlags) register(fs *flag.FlagSet) {
 
 // build reads the body (from the argument, --file, or stdin) and returns
 // the message. bodyArgs holds at most one positional body argument.
-func (m *messageFlags) build(e *env, bodyArgs []string) (*messaging.Message, error) {
+func (m *messageFlags) build(e *env, g *global, bodyArgs []string) (*messaging.Message, error) {
 	var body []byte
 	switch {
 	case len(bodyArgs) > 1:
@@ -143,6 +143,9 @@ func (m *messageFlags) build(e *env, bodyArgs []string) (*messaging.Message, err
 		body = b
 	default:
 		if e.stdin != nil {
+			if e.terminal(e.stdin) {
+				g.log.Info("reading the body from stdin; end it with Ctrl-D (or give BODY or --file)")
+			}
 			b, err := io.ReadAll(e.stdin)
 			if err != nil {
 				return nil, fmt.Errorf("read body from stdin: %w", err)
