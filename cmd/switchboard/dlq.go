@@ -43,7 +43,7 @@ func dlqCommand() *command {
 			wait := fs.Duration("wait", 2*time.Second, "stop once no new dead letter arrived for this `duration`")
 			maxN := fs.Int("max", 1000, "read at most `N` dead letters")
 			asJSON := fs.Bool("json", false, "list: print each dead letter as one JSON object a line")
-			to := fs.String("to", "", "redrive: send to this topic (or recipient) instead of the original")
+			to := fs.String("to", "", "redrive: send to this `topic` (or recipient) instead of the original")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) < 2 || len(args) > 3 {
 					return usagef("want list|redrive TOPIC [GROUP], got %d arguments", len(args))

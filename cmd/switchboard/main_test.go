@@ -292,20 +292,30 @@ func TestRequestExitCodes(t *testing.T) {
 	expectCode(t, "request with no reply", code, exitTimeout, errOut)
 }
 
-// deadLetter makes one dead letter in the queue of group on topic.
+// deadLetter makes one dead letter in the queue of group on topic, or,
+// with an empty group, of the recipient topic.
 func deadLetter(t *testing.T, w *world, topic, group, body string) {
 	t.Helper()
 	c := w.client()
 	failed := make(chan struct{}, 1)
 	ctx := context.Background()
-	if _, err := c.Subscribe(ctx, topic, group, func(context.Context, *messaging.Message) error {
+	h := func(context.Context, *messaging.Message) error {
 		failed <- struct{}{}
 		return messaging.Permanent(errors.New("cannot bill"))
-	}); err != nil {
+	}
+	var err error
+	send := "publish"
+	if group == "" {
+		_, err = c.Listen(ctx, topic, h)
+		send = "notify"
+	} else {
+		_, err = c.Subscribe(ctx, topic, group, h)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _, e := w.run("publish", topic, body, "--header", "tenant=acme"); code != exitOK {
-		t.Fatalf("publish: %d\n%s", code, e)
+	if code, _, e := w.run(send, topic, body, "--header", "tenant=acme"); code != exitOK {
+		t.Fatalf("%s: %d\n%s", send, code, e)
 	}
 	select {
 	case <-failed:
@@ -505,5 +515,25 @@ func TestEnvURL(t *testing.T) {
 	code = run(context.Background(), []string{"--url", "mem://", "publish", "t", "x"}, nil, &stdout, &stderr)
 	if code != exitOK {
 		t.Errorf("--url mem://: %d\n%s", code, stderr.String())
+	}
+}
+
+func TestDLQRecipient(t *testing.T) {
+	w := newWorld(t)
+	deadLetter(t, w, "mailer", "", "mail-1")
+	code, out, errOut := w.run("dlq", "list", "mailer", "--wait", "300ms")
+	expectCode(t, "dlq list", code, exitOK, errOut)
+	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "dlq-topic:     mailer") {
+		t.Errorf("dlq list:\n%s", out)
+	}
+	code, out, errOut = w.run("dlq", "redrive", "mailer", "--wait", "300ms")
+	expectCode(t, "dlq redrive", code, exitOK, errOut)
+	if !strings.HasSuffix(strings.TrimSpace(out), "-> mailer") {
+		t.Errorf("redrive output = %q", out)
+	}
+	code, out, errOut = w.run("listen", "mailer", "--count", "1", "--timeout", "10s")
+	expectCode(t, "listen after redrive", code, exitOK, errOut)
+	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "tenant: acme") {
+		t.Errorf("listen after redrive:\n%s", out)
 	}
 }
