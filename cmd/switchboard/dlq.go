@@ -30,7 +30,9 @@ them all to the queue: none is removed. (--max bounds how many it holds.)
 redrive republishes to the topic: EVERY consumer group of the topic gets
 the message again, not only GROUP; use --to to send it to another topic
 (or recipient). A dead letter that comes back during the same run (it
-failed again at once) is left in the queue, not redriven twice.
+failed again at once) is left in the queue, not redriven twice. Dead
+requests (SERVICE.rpc.dlq) are listed but never redriven: their requester
+is gone.
 `
 }
 
@@ -243,6 +245,12 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 		dl, err := messaging.ParseDeadLetter(m)
 		if err != nil {
 			g.log.Warn("not a dead letter (no failure envelope); left in the queue", "id", m.ID, "error", err)
+			return hold()
+		}
+		if dl.Original.ReplyTo != "" {
+			// A request: its requester has given up long ago, and its
+			// envelope names the service, not the service's queue.
+			g.log.Warn("a dead-lettered request cannot be redriven; left in the queue", "id", m.ID, "service", dl.Topic)
 			return hold()
 		}
 		if !w.saw() {
