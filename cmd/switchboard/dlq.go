@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -111,8 +112,9 @@ func (w *idleWatch) saw() bool {
 }
 
 // run waits until the queue has been idle for wait, max were seen, the
-// subscription stopped, or ctx ended.
-func (w *idleWatch) run(ctx context.Context, sub *messaging.Subscription) error {
+// subscription stopped, or ctx ended (Ctrl-C: a graceful stop, not an
+// error).
+func (w *idleWatch) run(ctx context.Context, log *slog.Logger, sub *messaging.Subscription) error {
 	t := time.NewTimer(w.wait)
 	defer t.Stop()
 	for {
@@ -124,7 +126,8 @@ func (w *idleWatch) run(ctx context.Context, sub *messaging.Subscription) error 
 		case <-w.full:
 			return nil
 		case <-ctx.Done():
-			return ctx.Err()
+			log.Info("interrupted; stopping")
+			return nil
 		case <-sub.Done():
 			if err := sub.Err(); err != nil {
 				return err
@@ -197,7 +200,7 @@ func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait t
 		return err
 	}
 	g.log.Debug("reading dead letters", "queue", q)
-	runErr := w.run(ctx, sub)
+	runErr := w.run(ctx, g.log, sub)
 	close(stop)
 	if err := c.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close: %w", err)
@@ -283,7 +286,7 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 		c.Close()
 		return err
 	}
-	runErr := w.run(ctx, sub)
+	runErr := w.run(ctx, g.log, sub)
 	close(stop)
 	if err := c.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close: %w", err)

@@ -33,7 +33,7 @@
 //
 // Exit codes, for scripts:
 //
-//	0  success (also: subscribe/listen/serve stopped with Ctrl-C or SIGTERM)
+//	0  success (also: subscribe, listen, serve, dlq stopped by Ctrl-C or SIGTERM)
 //	1  runtime or broker error
 //	2  usage error: bad flag, argument, name, URL or header
 //	3  timeout: no reply in time, or fewer messages than --count in time
@@ -84,7 +84,7 @@ const (
 )
 
 const exitCodesHelp = `Exit codes:
-  0  success (also: subscribe/listen/serve stopped with Ctrl-C or SIGTERM)
+  0  success (also: subscribe, listen, serve, dlq stopped by Ctrl-C or SIGTERM)
   1  runtime or broker error
   2  usage error: bad flag, argument, name, URL or header
   3  timeout: no reply in time, or fewer messages than --count in time
