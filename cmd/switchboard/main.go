@@ -14,6 +14,8 @@
 //	switchboard listen mailer --count 1
 //	switchboard serve prices --exec 'tr a-z A-Z'
 //	switchboard request prices 'book' --timeout 5s
+//	switchboard respond quotes --group dhl --exec './quote.sh'
+//	switchboard gather quotes 'parcel 2kg' --want 3 --timeout 2s
 //	switchboard dlq list orders billing
 //	switchboard dlq redrive orders billing [--to orders-retry]
 //	switchboard bench pubsub --messages 10000 --size 256 --concurrency 4
@@ -142,7 +144,8 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
-		requestCommand(), serveCommand(), dlqCommand(), benchCommand(),
+		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
+		dlqCommand(), benchCommand(),
 	}
 }
 

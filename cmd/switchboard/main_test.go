@@ -537,3 +537,22 @@ func TestDLQRecipient(t *testing.T) {
 		t.Errorf("listen after redrive:\n%s", out)
 	}
 }
+
+func TestGatherRespond(t *testing.T) {
+	w := newWorld(t)
+	dhl := w.start(nil, "respond", "quotes", "--group", "dhl", "--exec", "printf 'dhl:'; cat")
+	ups := w.start(nil, "respond", "quotes", "--group", "ups", "--exec", "printf 'ups:'; cat")
+	dhl.waitReady(t)
+	ups.waitReady(t)
+	code, out, errOut := w.run("gather", "quotes", "2kg", "--want", "2", "--timeout", "10s")
+	expectCode(t, "gather", code, exitOK, errOut)
+	for _, want := range []string{"dhl:2kg", "ups:2kg"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("gather output lacks %q:\n%s", want, out)
+		}
+	}
+	code, _, errOut = w.run("gather", "quotes", "2kg", "--want", "3", "--timeout", "300ms")
+	expectCode(t, "gather --want 3 of 2 groups", code, exitTimeout, errOut)
+	code, _, errOut = w.run("gather", "nobody-answers", "x", "--timeout", "100ms")
+	expectCode(t, "gather without --want", code, exitOK, errOut)
+}
