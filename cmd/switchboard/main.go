@@ -1,6 +1,7 @@
 // Command switchboard is the command-line tool of the Switchboard SDK: it
 // publishes, subscribes, notifies, listens, makes and serves requests,
-// inspects and redrives dead letters, and benchmarks, on any transport URL.
+// gathers replies from responding groups, inspects and redrives dead
+// letters, and benchmarks, on any transport URL.
 //
 // Usage:
 //
