@@ -96,7 +96,7 @@ func deliveryDeadLetterAfterN(e *env) {
 		return fmt.Errorf("failure %d", m.Attempt)
 	}, messaging.WithRetry(messaging.RetryPolicy{MaxAttempts: n, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Multiplier: 2}))
 	start := time.Now()
-	orig := &messaging.Message{ID: "poison-1", Key: "k", Body: []byte("poison"), Type: "order.created", ContentType: "text/plain", Version: "3",
+	orig := &messaging.Message{ID: e.name("poison"), Key: "k", Body: []byte("poison"), Type: "order.created", ContentType: "text/plain", Version: "3",
 		Headers: map[string]string{"tenant": "t1", "trace": "abc"}}
 	e.publish(c, topic, orig)
 	dl := dls.await(e, "poison")
@@ -296,10 +296,11 @@ func deliveryBackpressure(e *env) {
 	c := e.client()
 	const limit = 3
 	for _, ordering := range []bool{true, false} {
-		topic := e.name(fmt.Sprint("t", ordering))
+		tag := map[bool]string{true: "1", false: "0"}[ordering]
+		topic := e.name("t" + tag)
 		r := &recorder{}
 		var cur, peak atomic.Int32
-		e.subscribe(c, topic, e.name(fmt.Sprint("g", ordering)), func(ctx context.Context, m *messaging.Message) error {
+		e.subscribe(c, topic, e.name("g"+tag), func(ctx context.Context, m *messaging.Message) error {
 			now := cur.Add(1)
 			for {
 				p := peak.Load()

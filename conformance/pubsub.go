@@ -54,7 +54,7 @@ func pubSubRoundTrip100(e *env) {
 			body = []byte(fmt.Sprintf("text %d é ✓", i))
 		}
 		m := &messaging.Message{
-			ID:      fmt.Sprintf("rt-%03d", i),
+			ID:      fmt.Sprintf("%srt-%03d", e.base, i),
 			Key:     fmt.Sprintf("k%d", i%10),
 			Body:    body,
 			Headers: map[string]string{"n": fmt.Sprint(i), "case": "round-trip", "unicode": "ünï ✓"},
