@@ -231,7 +231,14 @@ func newEnv(t *testing.T, h Harness, base string) *env {
 }
 
 // name returns the case's name for part, for example "sbt-x1y2z3-04compet-t".
-func (e *env) name(part string) string { return e.base + part }
+// Names stay under 27 characters, so that derived names (a dead-letter
+// queue "<topic>.<group>.dlq") stay under 60.
+func (e *env) name(part string) string {
+	if len(part) > 6 {
+		e.Fatalf("conformance: name part %q is longer than 6 characters", part)
+	}
+	return e.base + part
+}
 
 // clientOpts are the options of every client of the suite.
 func clientOpts(extra ...messaging.ClientOption) []messaging.ClientOption {
