@@ -98,20 +98,6 @@ func (s *spySub) Ack(ctx context.Context, ids []any) error {
 	return err
 }
 
-// countingStore reports every Begin outcome.
-type countingStore struct {
-	dedup.Store
-	begins chan dedup.State
-}
-
-func (s *countingStore) Begin(ctx context.Context, key, token string, lease time.Duration) (dedup.State, error) {
-	st, err := s.Store.Begin(ctx, key, token, lease)
-	if err == nil {
-		s.begins <- st
-	}
-	return st, err
-}
-
 func open(t *testing.T, tr transport.Transport) *messaging.Client {
 	t.Helper()
 	c, err := messaging.New(tr, messaging.WithSubscribeDefaults(fastRetry))
@@ -194,51 +180,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 // once: one handles it while the other finds it Busy, retries, finds it
 // Done and acknowledges it.
 func TestConcurrentConsumers(t *testing.T) {
-	ConcurrentConsumers(t, dedup.NewMemoryStore(dedup.MemoryOptions{}))
-}
-
-// ConcurrentConsumers is the concurrency test, for any store.
-func ConcurrentConsumers(t *testing.T, store dedup.Store) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	spy := newAckSpy(newBroker(t).Transport())
-	c := open(t, spy)
-	cs := &countingStore{Store: store, begins: make(chan dedup.State, 1000)}
-	mw := mustMiddleware(t, cs)
-	var calls atomic.Int32
-	started := make(chan struct{}, 2)
-	release := make(chan struct{})
-	h := func(ctx context.Context, m *messaging.Message) error {
-		calls.Add(1)
-		started <- struct{}{}
-		<-release
-		return nil
-	}
-	// One slot each: a listener holding the first delivery cannot take
-	// the second, so the other listener does.
-	for range 2 {
-		if _, err := c.Listen(ctx, "jobs", h, messaging.WithMiddleware(mw), messaging.WithMaxInFlight(1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range 2 {
-		if err := c.Notify(ctx, "jobs", &messaging.Message{ID: "job-1"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recv(t, ctx, started)
-	if st := recv(t, ctx, cs.begins); st != dedup.Claimed {
-		t.Fatalf("first Begin %v", st)
-	}
-	if st := recv(t, ctx, cs.begins); st != dedup.Busy {
-		t.Fatalf("second Begin %v; want busy while the first is handled", st)
-	}
-	close(release)
-	recv(t, ctx, spy.acked)
-	recv(t, ctx, spy.acked)
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("handler ran %d times; want 1", n)
-	}
+	storetest.ConcurrentConsumers(t, dedup.NewMemoryStore(dedup.MemoryOptions{}), "")
 }
 
 // TestFailureReleasesClaim: a failing attempt releases its claim, so the
