@@ -27,12 +27,9 @@
 // count as successes (the handler's dependencies answered); a
 // context.Canceled outcome is treated as on sends.
 //
-// Shutdown: a call paused when the subscription shuts down stays paused
-// until the breaker lets it through or the drain deadline
-// (messaging.WithDrainTimeout) cancels its context; the message is then
-// released back to the broker (or, if that call was its last attempt,
-// the dead-letter send fails on the cancelled context and the message is
-// released too).
+// Shutdown: a call paused when its subscription starts shutting down
+// (messaging.Draining) returns at once, and its message is released back
+// to the broker, unhandled and unacknowledged.
 //
 // Every function returned by one Send or Handler call shares one breaker:
 // install one Handler breaker on several subscriptions and they pause
@@ -326,6 +323,13 @@ func (b *cb) handle(ctx context.Context, next messaging.Handler, m *messaging.Me
 				timer.Stop()
 			}
 			return fmt.Errorf("%w: paused: %w", &OpenError{Name: b.o.name, Err: aerr}, ctx.Err())
+		case <-messaging.Draining(ctx):
+			// The subscription is shutting down: give the message back
+			// now rather than at the drain deadline.
+			if timer != nil {
+				timer.Stop()
+			}
+			return fmt.Errorf("%w: paused at shutdown", &OpenError{Name: b.o.name, Err: aerr})
 		}
 		if timer != nil {
 			timer.Stop()
