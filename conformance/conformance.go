@@ -11,7 +11,7 @@
 //		})
 //	}
 //
-// The rules the cases prove are numbered in RULES.md; each case's doc
+// The rules the cases prove are numbered in SEMANTICS.md at the root of the module; each case's doc
 // comment names its rule.
 //
 // The cases are written for real brokers: they never assume that anything
