@@ -469,18 +469,21 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // acker batches acknowledgements: whatever accumulates while one call to
 // the transport is in progress goes in the next call.
 type acker struct {
-	ts   transport.Subscription
-	log  *slog.Logger
-	mu   sync.Mutex
-	acks []any
-	nack []any
-	shut bool
-	wake chan struct{}
-	done chan struct{}
+	ts     transport.Subscription
+	log    *slog.Logger
+	ctx    context.Context // for ack and nack calls; cancelled if a flush at close hangs
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	acks   []any
+	nack   []any
+	shut   bool
+	wake   chan struct{}
+	done   chan struct{}
 }
 
 func newAcker(ts transport.Subscription, log *slog.Logger) *acker {
 	a := &acker{ts: ts, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	go a.run()
 	return a
 }
@@ -513,19 +516,15 @@ func (a *acker) run() {
 		shut := a.shut
 		a.mu.Unlock()
 		if len(acks) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := a.ts.Ack(ctx, acks); err != nil {
+			if err := a.ts.Ack(a.ctx, acks); err != nil {
 				a.log.Warn("switchboard: ack failed; the broker will redeliver", "count", len(acks), "error", err)
 			}
-			cancel()
 			clear(acks)
 		}
 		if len(nacks) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := a.ts.Nack(ctx, nacks); err != nil {
+			if err := a.ts.Nack(a.ctx, nacks); err != nil {
 				a.log.Warn("switchboard: nack failed; the broker will redeliver", "count", len(nacks), "error", err)
 			}
-			cancel()
 			clear(nacks)
 		}
 		if shut {
@@ -533,6 +532,9 @@ func (a *acker) run() {
 		}
 	}
 }
+
+// ackFlushTimeout bounds the last flush of acknowledgements at close.
+const ackFlushTimeout = 30 * time.Second
 
 // close flushes what is pending and stops the acker.
 func (a *acker) close() {
@@ -543,5 +545,8 @@ func (a *acker) close() {
 	case a.wake <- struct{}{}:
 	default:
 	}
+	t := time.AfterFunc(ackFlushTimeout, a.cancel)
 	<-a.done
+	t.Stop()
+	a.cancel()
 }
