@@ -163,6 +163,12 @@ func (pc *pubChan) resolve(c amqp.Confirmation) {
 	}
 }
 
+func (pc *pubChan) isDead() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.dead
+}
+
 // kill fails every pending attempt as lost. It is idempotent.
 func (pc *pubChan) kill(cerr *amqp.Error) {
 	pc.mu.Lock()
@@ -218,7 +224,10 @@ func (p *publisher) publish(ctx context.Context, pc *pubChan, m *outMsg) (*attem
 			return a, nil // already failed as lost
 		}
 		a.release()
-		if errors.Is(err, amqp.ErrClosed) || pc.ch.IsClosed() {
+		if errors.Is(err, amqp.ErrClosed) || pc.ch.IsClosed() || isNetErr(err) {
+			// The connection is going down (amqp091-go shuts it down after a
+			// failed write): nothing pending on this channel will be confirmed.
+			go pc.kill(nil)
 			return nil, errLost
 		}
 		return nil, brokerErr("publish to "+m.dest.String(), err)
@@ -242,6 +251,15 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 		pc, err := p.k.current(ctx)
 		if err != nil {
 			return err
+		}
+		if pc.isDead() { // the keeper has not noticed yet
+			if !sleepCtx(ctx, p.t.closed, 10*time.Millisecond) {
+				if ctx.Err() == nil {
+					return errClosed("send")
+				}
+				return fmt.Errorf("%w: rabbitmq: reconnecting: %w", transport.ErrUnavailable, ctx.Err())
+			}
+			continue
 		}
 		atts := make([]*attempt, 0, len(todo))
 		var perr error
