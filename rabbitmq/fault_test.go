@@ -59,6 +59,60 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	defer sub.Close()
 
+	// Request/reply through an inbox opened before the restarts.
+	rpcQ := transport.Queue(p + "svc.rpc")
+	responder, err := subT.Subscribe(ctx, rpcQ, "", transport.SubscribeOptions{MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer responder.Close()
+	respCtx, stopResp := context.WithCancel(ctx)
+	defer stopResp()
+	var respWG sync.WaitGroup
+	respWG.Add(1)
+	go func() {
+		defer respWG.Done()
+		for {
+			ms, err := responder.Receive(respCtx, 10)
+			if err != nil {
+				return
+			}
+			for _, m := range ms {
+				_ = subT.Send(respCtx, transport.Reply(m.ReplyTo), []*transport.Message{{ID: "re-" + m.ID, CorrelationID: m.ID}})
+				_ = responder.Ack(respCtx, []any{m.AckID})
+			}
+		}
+	}()
+	defer respWG.Wait()
+	defer stopResp()
+	ib, err := pubT.OpenInbox(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ib.Close()
+	request := func(id string) {
+		t.Helper()
+		// The request may be lost while the broker is coming back: ask
+		// again, as package messaging would after its timeout.
+		for attempt := 0; attempt < 20; attempt++ {
+			if err := pubT.Send(ctx, rpcQ, []*transport.Message{{ID: id, ReplyTo: ib.Address()}}); err != nil {
+				t.Fatalf("request %s: %v", id, err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			rs, err := ib.Receive(rctx)
+			cancel()
+			if err == nil {
+				for _, r := range rs {
+					if r.CorrelationID == id {
+						return
+					}
+				}
+			}
+		}
+		t.Fatalf("no reply to %s", id)
+	}
+	request("before")
+
 	const total, batch = 10000, 20
 	var (
 		mu        sync.Mutex
@@ -160,6 +214,8 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	stopCons()
 	wg.Wait()
+	request("after")
+	t.Logf("request/reply through an inbox opened before the restarts: ok")
 	mu.Lock()
 	defer mu.Unlock()
 	lost := 0
