@@ -286,8 +286,11 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 			switch {
 			case a.err == nil:
 			case errors.As(a.err, &le):
-				if le.cause != nil && !le.cause.Recover && le.cause.Code != amqp.ConnectionForced && le.cause.Code < 500 {
-					soft = true // a channel exception: count, to stop retrying one that repeats
+				if le.cause != nil && le.cause.Server && le.cause.Code != amqp.ConnectionForced {
+					// The broker closed the channel or connection because of
+					// what was published (not a restart): count, to stop
+					// republishing a message that keeps doing it.
+					soft = true
 				}
 				if le.cause != nil && le.cause.Code == amqp.NotFound {
 					p.t.forgetExchanges()

@@ -307,7 +307,7 @@ func TestInboxRequestReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ib.Close()
-	if !strings.HasPrefix(ib.Address(), DirectReplyTo+".") {
+	if !strings.HasPrefix(ib.Address(), DirectReplyTo+".") || replyAddrPoison(ib.Address()) {
 		t.Fatalf("address %q", ib.Address())
 	}
 	go func() {

@@ -284,6 +284,10 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 		if len(key) > maxShortStr {
 			return fmt.Errorf("%w: rabbitmq: reply address longer than %d bytes", transport.ErrInvalid, maxShortStr)
 		}
+		if replyAddrPoison(key) {
+			t.opts.Logger.Debug("rabbitmq: dropping reply to an undecodable direct reply-to address")
+			return nil // it can name no inbox; publishing it would crash the connection
+		}
 	default:
 		return fmt.Errorf("%w: rabbitmq: unknown address kind %s", transport.ErrInvalid, to.Kind)
 	}
