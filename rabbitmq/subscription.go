@@ -58,9 +58,7 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 		exchange = t.ExchangeName(from.Name)
 		s.queue = t.GroupQueueName(from.Name, group)
 	case transport.KindQueue:
-		if group != "" {
-			return nil, fmt.Errorf("%w: rabbitmq: subscribe to %s: queues take no consumer group", transport.ErrInvalid, from)
-		}
+		// group is empty for queues; a queue's consumers always share it.
 		s.queue = t.QueueName(from.Name)
 	default:
 		return nil, fmt.Errorf("%w: rabbitmq: cannot subscribe to a %s address", transport.ErrInvalid, from.Kind)
