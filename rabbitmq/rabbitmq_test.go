@@ -416,6 +416,15 @@ func TestSizeLimitAndErrors(t *testing.T) {
 		t.Fatalf("bad password: %v", err)
 	}
 	t.Logf("bad password: %v", err)
+	// amqps is registered; nothing listens on 5671 here.
+	if !strings.Contains(strings.Join(transport.Schemes(), ","), "amqps") {
+		t.Fatal(transport.Schemes())
+	}
+	if _, err := transport.Open(ctx, "amqps://guest:sekrit@127.0.0.1:1/?cacertfile=/nonexistent&connection_timeout=500"); err == nil || strings.Contains(err.Error(), "sekrit") {
+		t.Fatalf("amqps: %v", err)
+	} else {
+		t.Logf("amqps to a closed port: %v", err)
+	}
 	// Large message within the default limit.
 	tr2 := openT(t, "", "")
 	big := &transport.Message{Body: bytes.Repeat([]byte("x"), 256<<10)}
