@@ -34,6 +34,10 @@ func (e *lostError) Error() string {
 
 var errLost = &lostError{}
 
+// confirmGrace is how long Send still waits for the confirms of messages
+// it has published once its context is done.
+const confirmGrace = 250 * time.Millisecond
+
 var errNacked = errors.New("rabbitmq: broker nacked the message")
 
 // attempt is one publish of an outMsg on one channel.
@@ -243,6 +247,9 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 	todo := msgs
 	nackRounds, softRounds := 0, 0
 	for len(todo) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: rabbitmq: publish to %s: %w", transport.ErrUnavailable, todo[0].dest, err)
+		}
 		if ensure != nil {
 			if err := ensure(ctx); err != nil {
 				return err
@@ -274,13 +281,27 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 		var retry []*outMsg
 		var ferr error
 		nacked, soft := false, false
+		ctxDone := ctx.Done()
+		var grace <-chan time.Time
 		for i, a := range atts {
-			select {
-			case <-a.done:
-			case <-ctx.Done():
-				return fmt.Errorf("%w: rabbitmq: waiting for publisher confirms: %w", transport.ErrUnavailable, ctx.Err())
-			case <-p.t.closed:
-				return fmt.Errorf("%w: rabbitmq: transport closed while waiting for publisher confirms", transport.ErrClosed)
+			for waiting := true; waiting; {
+				select {
+				case <-a.done:
+					waiting = false
+				case <-ctxDone:
+					// The messages are in the broker's hands and cannot be
+					// withdrawn: collect the confirms already due for a
+					// moment rather than report them as failed (the caller
+					// would send them again).
+					ctxDone = nil
+					tm := time.NewTimer(confirmGrace)
+					defer tm.Stop()
+					grace = tm.C
+				case <-grace:
+					return fmt.Errorf("%w: rabbitmq: waiting for publisher confirms: %w", transport.ErrUnavailable, ctx.Err())
+				case <-p.t.closed:
+					return fmt.Errorf("%w: rabbitmq: transport closed while waiting for publisher confirms", transport.ErrClosed)
+				}
 			}
 			var le *lostError
 			switch {

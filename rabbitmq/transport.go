@@ -131,7 +131,13 @@ func errClosed(what string) error {
 
 // fit makes name a valid AMQP name (at most 255 bytes), deterministically:
 // a longer name keeps its first 200 bytes and gets a hash of the whole.
+//
+// A name beginning with "amq." (reserved by the broker) gets a leading
+// "~", which Switchboard names never contain.
 func fit(name string) string {
+	if strings.HasPrefix(name, "amq.") {
+		name = "~" + name
+	}
 	if len(name) <= maxShortStr {
 		return name
 	}
@@ -161,9 +167,6 @@ func (t *Transport) quorum() bool { return t.opts.QueueType == QueueTypeQuorum }
 func validName(a transport.Address) error {
 	if a.Name == "" {
 		return fmt.Errorf("%w: rabbitmq: empty %s name", transport.ErrInvalid, a.Kind)
-	}
-	if strings.HasPrefix(a.Name, "amq.") && a.Kind != transport.KindReply {
-		return fmt.Errorf("%w: rabbitmq: %s names must not begin with \"amq.\" (reserved by the broker)", transport.ErrInvalid, a.Kind)
 	}
 	return nil
 }

@@ -20,6 +20,10 @@ const DirectReplyTo = "amq.rabbitmq.reply-to"
 // deliveryCountHeader is the header quorum queues add on redeliveries.
 const deliveryCountHeader = "x-delivery-count"
 
+// longHeaders carries headers whose names are too long for an AMQP
+// field name: an array of name, value, name, value… (long strings).
+const longHeaders = "switchboard:long-headers"
+
 // maxShortStr is the longest AMQP short string (property values, header
 // names, queue/exchange names, routing keys).
 const maxShortStr = 255
@@ -44,14 +48,21 @@ func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 	}
 	h := transport.EncodeAttributes(m, AttrPrefix, native)
 	tbl := make(amqp.Table, len(h))
+	var long []any
 	for k, v := range h {
-		if len(k) > maxShortStr {
-			return amqp.Publishing{}, fmt.Errorf("%w: rabbitmq: header name longer than %d bytes", transport.ErrInvalid, maxShortStr)
+		if len(k) > maxShortStr || k == longHeaders {
+			// AMQP field names are short strings: carry the pair in an
+			// array of long strings.
+			long = append(long, k, v)
+			continue
 		}
 		if k == deliveryCountHeader {
 			continue // the broker's, never the application's
 		}
 		tbl[k] = v
+	}
+	if long != nil {
+		tbl[longHeaders] = long
 	}
 	p := amqp.Publishing{Headers: tbl, Body: m.Body, DeliveryMode: amqp.Transient}
 	if persistent {
@@ -98,6 +109,12 @@ func decode(d *amqp.Delivery, quorum bool) *transport.Message {
 		if k == deliveryCountHeader {
 			if n, ok := toInt(v); ok {
 				redeliveries = n
+			}
+			continue
+		}
+		if arr, ok := v.([]any); ok && k == longHeaders {
+			for i := 0; i+1 < len(arr); i += 2 {
+				wire[headerString(arr[i])] = headerString(arr[i+1])
 			}
 			continue
 		}
