@@ -47,8 +47,9 @@
 //     no queue is declared.
 //
 // Names longer than 255 bytes (the AMQP limit) keep their first 200 bytes
-// followed by "-" and 24 hex digits of their SHA-256. Names beginning with
-// "amq." are rejected (ErrInvalid): the broker reserves them.
+// followed by "-" and 24 hex digits of their SHA-256. A name beginning
+// with "amq." (reserved by the broker) gets a leading "~", a character
+// Switchboard names never contain, so the mapping is collision-free.
 //
 // # Publishing
 //
@@ -64,7 +65,14 @@
 // not mandatory (a topic without groups drops them, as the contract says)
 // and carry the message Key as routing key (when it fits 255 bytes).
 // A basic.nack is retried a few times with backoff, then reported as
-// transport.ErrUnavailable.
+// transport.ErrUnavailable. When the context ends while Send waits for
+// the confirms of messages it has already written, Send keeps collecting
+// them for up to 250ms before it returns the context's error: those
+// messages cannot be withdrawn, and reporting them as failed would only
+// make the caller send them again (a consumer may even have received
+// them already, since a quorum queue can deliver before it confirms).
+// A message the broker keeps rejecting by closing the channel or
+// connection (not a restart) is republished at most three times.
 //
 // # Reconnection
 //
@@ -148,8 +156,12 @@
 //	AckID           the delivery tag on its channel
 //	AsFunc          *amqp091.Delivery / **amqp091.Delivery
 //
-// Header names are AMQP short strings (at most 255 bytes); a longer one is
-// an ErrInvalid. Capabilities: MaxMessageSize from max_message_size (the
+// Header names are AMQP short strings (at most 255 bytes); headers with
+// longer names (package messaging allows 256) travel in one header,
+// "switchboard:long-headers", an array of long strings name, value,
+// name, value…, and are restored on receipt. A reply to a direct reply-to
+// address whose encoded channel does not decode (it can name no inbox,
+// and RabbitMQ 3.x would crash the connection on it) is dropped. Capabilities: MaxMessageSize from max_message_size (the
 // broker's own limit, 128 MiB by default, bounds the body), no header
 // limit, OrderedByKey false (several consumers of one group share its
 // queue), DeliveryCount true with quorum queues, NativeDeadLetter true
