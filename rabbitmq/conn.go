@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 

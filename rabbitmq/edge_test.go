@@ -29,8 +29,8 @@ func TestReplyToUnknownInboxes(t *testing.T) {
 
 func TestReplyAddrPoison(t *testing.T) {
 	for addr, want := range map[string]bool{
-		"plain-queue":                                        false,
-		DirectReplyTo + ".garbage":                           true,
+		"plain-queue":              false,
+		DirectReplyTo + ".garbage": true,
 		DirectReplyTo + ".g2dkbmc0YWdAbG9jYWxob3N0AAAA.xxxx": true,
 		DirectReplyTo + ".bm90LWVybGFuZw==.key":              false, // unknown format: published
 	} {

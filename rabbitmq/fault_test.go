@@ -115,9 +115,9 @@ func TestBrokerRestart(t *testing.T) {
 
 	const total, batch = 10000, 20
 	var (
-		mu        sync.Mutex
-		confirmed = make(map[int]bool, total)
-		seen      = make(map[int]int, total)
+		mu         sync.Mutex
+		confirmed  = make(map[int]bool, total)
+		seen       = make(map[int]int, total)
 		deliveries int
 		nConfirmed atomic.Int64
 		sendErrs   atomic.Int64
