@@ -148,6 +148,18 @@ var cases = []testCase{
 	{"Message", "GeneratedIDAndTime", messageGeneratedIDAndTime},
 	{"Message", "FieldsViaNotify", messageFieldsViaNotify},
 	{"Message", "RequestReplyFields", messageRequestReplyFields},
+
+	{"Duplicates", "PublishedTwice", duplicatesPublishedTwice},
+	{"Duplicates", "RedeliveredAfterLostAck", duplicatesRedeliveredAfterLostAck},
+
+	{"Versioning", "Upgrade", versioningUpgrade},
+	{"Versioning", "BadMessagesDeadLettered", versioningBadMessagesDeadLettered},
+
+	{"Breaker", "HandlerPauses", breakerHandlerPauses},
+	{"Breaker", "SendFailsFast", breakerSendFailsFast},
+
+	{"Tracing", "PublishToConsumer", tracingPublishToConsumer},
+	{"Tracing", "RequestReply", tracingRequestReply},
 }
 
 // Run runs every conformance case against the broker h reaches, as

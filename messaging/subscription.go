@@ -140,7 +140,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		done:     make(chan struct{}),
 	}
 	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
-	s.handlerCtx, s.hardStop = context.WithCancel(context.Background())
+	s.handlerCtx, s.hardStop = context.WithCancel(context.WithValue(context.Background(), drainingKey{}, s.drainCh))
 	s.acks = newAcker(ts, s.log)
 	s.sm = c.tel.forSubscription(source, group)
 	if err := c.addSub(s); err != nil {
@@ -312,12 +312,15 @@ func (s *Subscription) process(tm *transport.Message) {
 		if first.IsZero() {
 			first = now
 		}
-		if IsPermanent(err) || attempt >= s.o.retry.MaxAttempts {
-			s.deadLetter(tm, err, attempt, first, now)
+		if s.draining.Load() && !IsPermanent(err) {
+			// Shutting down: the failure may be the shutdown's doing
+			// (a cancelled context). Release the message; its next
+			// consumer tries again.
+			s.settle(tm, true)
 			return
 		}
-		if s.draining.Load() {
-			s.settle(tm, true)
+		if IsPermanent(err) || attempt >= s.o.retry.MaxAttempts {
+			s.deadLetter(tm, err, attempt, first, now)
 			return
 		}
 		if bo == nil {
