@@ -484,7 +484,8 @@ func TestHelpAndVersion(t *testing.T) {
 // real opener, and checks no output carries them.
 func TestSecretsNeverPrinted(t *testing.T) {
 	for _, url := range []string{
-		"amqp://user:s3cr3tpw@broker:5672/",
+		"amqp://user:s3cr3tpw@127.0.0.1:1/",     // refused
+		"amqp://guest:s3cr3tpw@127.0.0.1:5672/", // refused, or a bad password
 		"mem://?token=s3cr3tpw",
 		"mem://user:s3cr3tpw@host/",
 	} {
