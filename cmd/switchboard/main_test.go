@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/inmem"
 	"github.com/switchboard-go/switchboard/messaging"
 	"go.uber.org/goleak"
@@ -42,7 +43,27 @@ func (s *syncBuffer) String() string {
 // run of the CLI opens its clients on it instead of a private mem://.
 type world struct {
 	t      *testing.T
-	broker *inmem.Broker
+	broker *inmem.Broker // nil on a network broker
+	url    string        // the network broker's URL
+	suffix string        // makes names unique on a durable broker
+	wait   string        // --wait of dlq commands
+}
+
+// n returns a topic, recipient or service name unique to the test on a
+// network broker (whose queues outlive the test).
+func (w *world) n(name string) string { return name + w.suffix }
+
+// eachTransport runs fn on a shared in-memory broker and, when one is
+// found, on RabbitMQ.
+func eachTransport(t *testing.T, fn func(t *testing.T, w *world)) {
+	t.Run("mem", func(t *testing.T) { fn(t, newWorld(t)) })
+	t.Run("rabbitmq", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: in-memory only")
+		}
+		url := amqpURL(t)
+		fn(t, &world{t: t, url: url, suffix: "-" + uuid.NewString()[:8], wait: "1s"})
+	})
 }
 
 func newWorld(t *testing.T) *world {
@@ -51,14 +72,20 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, broker: b}
+	return &world{t: t, broker: b, wait: "300ms"}
 }
 
 // client opens a client on the shared broker, closed at the end of the
 // test.
 func (w *world) client() *messaging.Client {
 	w.t.Helper()
-	c, err := messaging.New(w.broker.Transport())
+	var c *messaging.Client
+	var err error
+	if w.broker != nil {
+		c, err = messaging.New(w.broker.Transport())
+	} else {
+		c, err = messaging.Open(context.Background(), w.url)
+	}
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -82,7 +109,10 @@ func (w *world) start(stdin io.Reader, args ...string) *proc {
 		stdout: p.stdout,
 		stderr: p.stderr,
 		getenv: func(string) string { return "" },
-		open: func(_ context.Context, _ string, opts ...messaging.ClientOption) (*messaging.Client, error) {
+		open: func(ctx context.Context, _ string, opts ...messaging.ClientOption) (*messaging.Client, error) {
+			if w.broker == nil {
+				return messaging.Open(ctx, w.url, opts...)
+			}
 			return messaging.New(w.broker.Transport(), opts...)
 		},
 		terminal: func(any) bool { return false },
@@ -150,12 +180,13 @@ func expectCode(t *testing.T, what string, got, want int, stderr string) {
 	}
 }
 
-func TestPublishSubscribeJSON(t *testing.T) {
-	w := newWorld(t)
-	sub := w.start(nil, "subscribe", "--group", "billing", "orders", "--count", "1", "--json")
+func TestPublishSubscribeJSON(t *testing.T) { eachTransport(t, testPublishSubscribeJSON) }
+
+func testPublishSubscribeJSON(t *testing.T, w *world) {
+	sub := w.start(nil, "subscribe", "--group", "billing", w.n("orders"), "--count", "1", "--json")
 	sub.waitReady(t)
 
-	code, out, errOut := w.run("publish", "orders", `{"total":42}`, "--header", "tenant=acme", "--header", "trace=abc",
+	code, out, errOut := w.run("publish", w.n("orders"), `{"total":42}`, "--header", "tenant=acme", "--header", "trace=abc",
 		"--key", "customer-42", "--type", "order.created", "--version", "2", "--content-type", "application/json")
 	expectCode(t, "publish", code, exitOK, errOut)
 	id := strings.TrimSpace(out)
@@ -169,7 +200,7 @@ func TestPublishSubscribeJSON(t *testing.T) {
 		t.Fatalf("subscribe output is not one JSON line: %v\n%s", err, sub.stdout.String())
 	}
 	if got.ID != id || got.Key != "customer-42" || got.Type != "order.created" || got.Version != "2" ||
-		got.ContentType != "application/json" || got.Attempt != 1 || got.Topic != "orders" {
+		got.ContentType != "application/json" || got.Attempt != 1 || got.Topic != w.n("orders") {
 		t.Errorf("message = %+v; published ID %s", got, id)
 	}
 	if got.Body == nil || *got.Body != `{"total":42}` {
@@ -180,21 +211,22 @@ func TestPublishSubscribeJSON(t *testing.T) {
 	}
 }
 
-func TestNotifyListenText(t *testing.T) {
-	w := newWorld(t)
+func TestNotifyListenText(t *testing.T) { eachTransport(t, testNotifyListenText) }
+
+func testNotifyListenText(t *testing.T, w *world) {
 	// Notifications are held until the recipient listens.
 	dir := t.TempDir()
 	file := filepath.Join(dir, "body.txt")
 	if err := os.WriteFile(file, []byte("from a file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, e := w.run("notify", "mailer", "--file", file, "--header", "lang=en"); code != exitOK {
+	if code, _, e := w.run("notify", w.n("mailer"), "--file", file, "--header", "lang=en"); code != exitOK {
 		t.Fatalf("notify --file: %d\n%s", code, e)
 	}
-	if code, _, e := w.runIn(strings.NewReader("from stdin"), "notify", "mailer", "--key", "k1"); code != exitOK {
+	if code, _, e := w.runIn(strings.NewReader("from stdin"), "notify", w.n("mailer"), "--key", "k1"); code != exitOK {
 		t.Fatalf("notify from stdin: %d\n%s", code, e)
 	}
-	code, out, errOut := w.run("listen", "mailer", "--count", "2", "--timeout", "10s")
+	code, out, errOut := w.run("listen", w.n("mailer"), "--count", "2", "--timeout", "10s")
 	expectCode(t, "listen", code, exitOK, errOut)
 	for _, want := range []string{"from a file\n", "from stdin\n", "header:        lang: en", "key:           k1", "attempt:       1", "--- message "} {
 		if !strings.Contains(out, want) {
@@ -205,11 +237,12 @@ func TestNotifyListenText(t *testing.T) {
 
 // TestSubscribeCountLeavesTheRest checks that --count N acknowledges only
 // N messages: the next consumer of the group gets the others.
-func TestSubscribeCountLeavesTheRest(t *testing.T) {
-	w := newWorld(t)
-	sub := w.start(nil, "subscribe", "--group", "g", "t", "--count", "1")
+func TestSubscribeCountLeavesTheRest(t *testing.T) { eachTransport(t, testSubscribeCountLeavesTheRest) }
+
+func testSubscribeCountLeavesTheRest(t *testing.T, w *world) {
+	sub := w.start(nil, "subscribe", "--group", "g", w.n("t"), "--count", "1")
 	sub.waitReady(t)
-	code, out, errOut := w.run("publish", "t", "m", "--count", "3")
+	code, out, errOut := w.run("publish", w.n("t"), "m", "--count", "3")
 	expectCode(t, "publish", code, exitOK, errOut)
 	if ids := strings.Fields(out); len(ids) != 3 {
 		t.Fatalf("publish --count 3 printed %d IDs:\n%s", len(ids), out)
@@ -218,13 +251,13 @@ func TestSubscribeCountLeavesTheRest(t *testing.T) {
 	if n := strings.Count(sub.stdout.String(), "--- message"); n != 1 {
 		t.Errorf("first subscribe printed %d messages, want 1", n)
 	}
-	code, out, errOut = w.run("subscribe", "--group", "g", "t", "--count", "2", "--timeout", "10s")
+	code, out, errOut = w.run("subscribe", "--group", "g", w.n("t"), "--count", "2", "--timeout", "10s")
 	expectCode(t, "subscribe 2", code, exitOK, errOut)
 	if n := strings.Count(out, "--- message"); n != 2 {
 		t.Errorf("second subscribe printed %d messages, want 2:\n%s", n, out)
 	}
 	// Nothing is left: a third one times out, with exit code 3.
-	code, _, errOut = w.run("subscribe", "--group", "g", "t", "--count", "1", "--timeout", "200ms")
+	code, _, errOut = w.run("subscribe", "--group", "g", w.n("t"), "--count", "1", "--timeout", "200ms")
 	expectCode(t, "subscribe 3", code, exitTimeout, errOut)
 }
 
@@ -236,11 +269,12 @@ func TestSubscribeInterruptIsGraceful(t *testing.T) {
 	expectCode(t, "interrupted subscribe", sub.wait(t), exitOK, sub.stderr.String())
 }
 
-func TestRequestServe(t *testing.T) {
-	w := newWorld(t)
-	srv := w.start(nil, "serve", "echo", "--count", "1")
+func TestRequestServe(t *testing.T) { eachTransport(t, testRequestServe) }
+
+func testRequestServe(t *testing.T, w *world) {
+	srv := w.start(nil, "serve", w.n("echo"), "--count", "1")
 	srv.waitReady(t)
-	code, out, errOut := w.run("request", "echo", "ping", "--header", "a=b", "--timeout", "10s")
+	code, out, errOut := w.run("request", w.n("echo"), "ping", "--header", "a=b", "--timeout", "10s")
 	expectCode(t, "request", code, exitOK, errOut)
 	if out != "ping\n" {
 		t.Errorf("reply = %q, want %q", out, "ping\n")
@@ -265,18 +299,19 @@ func TestServeExec(t *testing.T) {
 	expectCode(t, "interrupted serve", srv.wait(t), exitOK, srv.stderr.String())
 }
 
-func TestRequestExitCodes(t *testing.T) {
-	w := newWorld(t)
+func TestRequestExitCodes(t *testing.T) { eachTransport(t, testRequestExitCodes) }
 
-	code, _, errOut := w.run("request", "nobody", "x", "--timeout", "2s")
+func testRequestExitCodes(t *testing.T, w *world) {
+
+	code, _, errOut := w.run("request", w.n("nobody"), "x", "--timeout", "2s")
 	expectCode(t, "request to an unserved service", code, exitNoResponders, errOut)
 	if !strings.Contains(errOut, "no responders") {
 		t.Errorf("stderr lacks the reason:\n%s", errOut)
 	}
 
-	failing := w.start(nil, "serve", "failing", "--exec", "echo out of stock >&2; exit 3")
+	failing := w.start(nil, "serve", w.n("failing"), "--exec", "echo out of stock >&2; exit 3")
 	failing.waitReady(t)
-	code, _, errOut = w.run("request", "failing", "x", "--timeout", "10s")
+	code, _, errOut = w.run("request", w.n("failing"), "x", "--timeout", "10s")
 	expectCode(t, "request to a failing responder", code, exitRemote, errOut)
 	if !strings.Contains(errOut, "out of stock") {
 		t.Errorf("stderr lacks the responder's error:\n%s", errOut)
@@ -284,11 +319,11 @@ func TestRequestExitCodes(t *testing.T) {
 
 	// A service once served but not now: the request waits, then times
 	// out.
-	gone := w.start(nil, "serve", "gone")
+	gone := w.start(nil, "serve", w.n("gone"))
 	gone.waitReady(t)
 	gone.cancel()
 	expectCode(t, "serve", gone.wait(t), exitOK, gone.stderr.String())
-	code, _, errOut = w.run("request", "gone", "x", "--timeout", "200ms")
+	code, _, errOut = w.run("request", w.n("gone"), "x", "--timeout", "200ms")
 	expectCode(t, "request with no reply", code, exitTimeout, errOut)
 }
 
@@ -327,12 +362,13 @@ func deadLetter(t *testing.T, w *world, topic, group, body string) {
 	}
 }
 
-func TestDLQListAndRedrive(t *testing.T) {
-	w := newWorld(t)
-	deadLetter(t, w, "orders", "billing", "order-1")
+func TestDLQListAndRedrive(t *testing.T) { eachTransport(t, testDLQListAndRedrive) }
+
+func testDLQListAndRedrive(t *testing.T, w *world) {
+	deadLetter(t, w, w.n("orders"), "billing", "order-1")
 
 	for i := range 2 { // listing twice: list leaves the dead letter
-		code, out, errOut := w.run("dlq", "list", "orders", "billing", "--json", "--wait", "300ms")
+		code, out, errOut := w.run("dlq", "list", w.n("orders"), "billing", "--json", "--wait", w.wait)
 		expectCode(t, "dlq list", code, exitOK, errOut)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 1 {
@@ -343,7 +379,7 @@ func TestDLQListAndRedrive(t *testing.T) {
 			t.Fatal(err)
 		}
 		dl := got.DeadLetter
-		if dl == nil || dl.Topic != "orders" || dl.Group != "billing" || dl.Attempts != 1 || !dl.Permanent ||
+		if dl == nil || dl.Topic != w.n("orders") || dl.Group != "billing" || dl.Attempts != 1 || !dl.Permanent ||
 			!strings.Contains(dl.LastError, "cannot bill") {
 			t.Errorf("failure envelope = %+v", dl)
 		}
@@ -351,19 +387,19 @@ func TestDLQListAndRedrive(t *testing.T) {
 			t.Errorf("dead letter = %+v", got)
 		}
 	}
-	code, out, errOut := w.run("dlq", "list", "orders", "billing", "--wait", "300ms")
+	code, out, errOut := w.run("dlq", "list", w.n("orders"), "billing", "--wait", w.wait)
 	expectCode(t, "dlq list (text)", code, exitOK, errOut)
 	if !strings.Contains(out, "dlq-error:") || !strings.Contains(out, "cannot bill") {
 		t.Errorf("text listing lacks the failure envelope:\n%s", out)
 	}
 
-	code, out, errOut = w.run("dlq", "redrive", "orders", "billing", "--wait", "300ms")
+	code, out, errOut = w.run("dlq", "redrive", w.n("orders"), "billing", "--wait", w.wait)
 	expectCode(t, "dlq redrive", code, exitOK, errOut)
-	if !strings.HasSuffix(strings.TrimSpace(out), "-> orders") {
+	if !strings.HasSuffix(strings.TrimSpace(out), "-> "+w.n("orders")) {
 		t.Errorf("redrive output = %q", out)
 	}
 	// The group gets the original message again ...
-	code, out, errOut = w.run("subscribe", "orders", "--group", "billing", "--count", "1", "--timeout", "10s", "--json")
+	code, out, errOut = w.run("subscribe", w.n("orders"), "--group", "billing", "--count", "1", "--timeout", "10s", "--json")
 	expectCode(t, "subscribe after redrive", code, exitOK, errOut)
 	var got jsonMessage
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
@@ -373,21 +409,22 @@ func TestDLQListAndRedrive(t *testing.T) {
 		t.Errorf("redriven message = %+v", got)
 	}
 	// ... and the dead-letter queue is empty.
-	code, out, errOut = w.run("dlq", "list", "orders", "billing", "--wait", "200ms")
+	code, out, errOut = w.run("dlq", "list", w.n("orders"), "billing", "--wait", w.wait)
 	expectCode(t, "dlq list after redrive", code, exitOK, errOut)
 	if out != "" {
 		t.Errorf("dead letters left after redrive:\n%s", out)
 	}
 }
 
-func TestDLQRedriveTo(t *testing.T) {
-	w := newWorld(t)
-	deadLetter(t, w, "orders", "billing", "order-2")
-	retry := w.start(nil, "subscribe", "orders-retry", "--group", "billing", "--count", "1")
+func TestDLQRedriveTo(t *testing.T) { eachTransport(t, testDLQRedriveTo) }
+
+func testDLQRedriveTo(t *testing.T, w *world) {
+	deadLetter(t, w, w.n("orders"), "billing", "order-2")
+	retry := w.start(nil, "subscribe", w.n("orders-retry"), "--group", "billing", "--count", "1")
 	retry.waitReady(t)
-	code, out, errOut := w.run("dlq", "redrive", "orders", "billing", "--to", "orders-retry", "--wait", "300ms")
+	code, out, errOut := w.run("dlq", "redrive", w.n("orders"), "billing", "--to", w.n("orders-retry"), "--wait", w.wait)
 	expectCode(t, "dlq redrive --to", code, exitOK, errOut)
-	if !strings.HasSuffix(strings.TrimSpace(out), "-> orders-retry") {
+	if !strings.HasSuffix(strings.TrimSpace(out), "-> "+w.n("orders-retry")) {
 		t.Errorf("redrive output = %q", out)
 	}
 	expectCode(t, "subscribe orders-retry", retry.wait(t), exitOK, retry.stderr.String())
@@ -519,41 +556,43 @@ func TestEnvURL(t *testing.T) {
 	}
 }
 
-func TestDLQRecipient(t *testing.T) {
-	w := newWorld(t)
-	deadLetter(t, w, "mailer", "", "mail-1")
-	code, out, errOut := w.run("dlq", "list", "mailer", "--wait", "300ms")
+func TestDLQRecipient(t *testing.T) { eachTransport(t, testDLQRecipient) }
+
+func testDLQRecipient(t *testing.T, w *world) {
+	deadLetter(t, w, w.n("mailer"), "", "mail-1")
+	code, out, errOut := w.run("dlq", "list", w.n("mailer"), "--wait", w.wait)
 	expectCode(t, "dlq list", code, exitOK, errOut)
-	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "dlq-topic:     mailer") {
+	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "dlq-topic:     "+w.n("mailer")) {
 		t.Errorf("dlq list:\n%s", out)
 	}
-	code, out, errOut = w.run("dlq", "redrive", "mailer", "--wait", "300ms")
+	code, out, errOut = w.run("dlq", "redrive", w.n("mailer"), "--wait", w.wait)
 	expectCode(t, "dlq redrive", code, exitOK, errOut)
-	if !strings.HasSuffix(strings.TrimSpace(out), "-> mailer") {
+	if !strings.HasSuffix(strings.TrimSpace(out), "-> "+w.n("mailer")) {
 		t.Errorf("redrive output = %q", out)
 	}
-	code, out, errOut = w.run("listen", "mailer", "--count", "1", "--timeout", "10s")
+	code, out, errOut = w.run("listen", w.n("mailer"), "--count", "1", "--timeout", "10s")
 	expectCode(t, "listen after redrive", code, exitOK, errOut)
 	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "tenant: acme") {
 		t.Errorf("listen after redrive:\n%s", out)
 	}
 }
 
-func TestGatherRespond(t *testing.T) {
-	w := newWorld(t)
-	dhl := w.start(nil, "respond", "quotes", "--group", "dhl", "--exec", "printf 'dhl:'; cat")
-	ups := w.start(nil, "respond", "quotes", "--group", "ups", "--exec", "printf 'ups:'; cat")
+func TestGatherRespond(t *testing.T) { eachTransport(t, testGatherRespond) }
+
+func testGatherRespond(t *testing.T, w *world) {
+	dhl := w.start(nil, "respond", w.n("quotes"), "--group", "dhl", "--exec", "printf 'dhl:'; cat")
+	ups := w.start(nil, "respond", w.n("quotes"), "--group", "ups", "--exec", "printf 'ups:'; cat")
 	dhl.waitReady(t)
 	ups.waitReady(t)
-	code, out, errOut := w.run("gather", "quotes", "2kg", "--want", "2", "--timeout", "10s")
+	code, out, errOut := w.run("gather", w.n("quotes"), "2kg", "--want", "2", "--timeout", "10s")
 	expectCode(t, "gather", code, exitOK, errOut)
 	for _, want := range []string{"dhl:2kg", "ups:2kg"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("gather output lacks %q:\n%s", want, out)
 		}
 	}
-	code, _, errOut = w.run("gather", "quotes", "2kg", "--want", "3", "--timeout", "300ms")
+	code, _, errOut = w.run("gather", w.n("quotes"), "2kg", "--want", "3", "--timeout", "300ms")
 	expectCode(t, "gather --want 3 of 2 groups", code, exitTimeout, errOut)
-	code, _, errOut = w.run("gather", "nobody-answers", "x", "--timeout", "100ms")
+	code, _, errOut = w.run("gather", w.n("nobody-answers"), "x", "--timeout", "100ms")
 	expectCode(t, "gather without --want", code, exitOK, errOut)
 }
