@@ -72,6 +72,7 @@ func OpenURL(ctx context.Context, u *url.URL, opts *Options) (*Transport, error)
 	cfg := amqp.Config{
 		Properties:      amqp.Table{"connection_name": o.ConnectionName, "product": "switchboard"},
 		TLSClientConfig: o.TLSConfig,
+		Dial:            o.Dial,
 		Locale:          "en_US",
 	}
 	if cfg.TLSClientConfig != nil {
