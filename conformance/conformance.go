@@ -44,6 +44,13 @@ type Harness struct {
 	// Teardown, optional, deletes everything whose name starts with
 	// prefix.
 	Teardown func(ctx context.Context, prefix string) error
+	// OpenDialer returns a new transport, as Open does, whose every
+	// connection to the broker is opened with dial. The Faults cases use
+	// it to cut connections, add latency and stall reads. Every network
+	// adapter sets it; a transport without connections (inmem) leaves it
+	// nil, and the suite then injects the same faults around the
+	// transport.
+	OpenDialer func(ctx context.Context, dial DialFunc) (transport.Transport, error)
 }
 
 // CaseTimeout bounds every case: each waits for its signals at most this
@@ -160,6 +167,12 @@ var cases = []testCase{
 
 	{"Tracing", "PublishToConsumer", tracingPublishToConsumer},
 	{"Tracing", "RequestReply", tracingRequestReply},
+
+	{"Faults", "CutDuringPublish", faultsCutDuringPublish},
+	{"Faults", "CutDuringConsume", faultsCutDuringConsume},
+	{"Faults", "CutDuringRequest", faultsCutDuringRequest},
+	{"Faults", "Latency", faultsLatency},
+	{"Faults", "StallReads", faultsStallReads},
 }
 
 // Run runs every conformance case against the broker h reaches, as

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"sort"
 	"strconv"
@@ -56,6 +57,9 @@ type Options struct {
 	// ReconnectMaxDelay caps the backoff between reconnection attempts
 	// (URL parameter "reconnect_max", a Go duration); default 5s.
 	ReconnectMaxDelay time.Duration
+	// Dial, when set, opens the TCP connections to the broker (for tests
+	// that inject network faults); default amqp091-go's dialer.
+	Dial func(network, addr string) (net.Conn, error)
 	// TLSConfig is used for amqps URLs; nil builds one from the URL's
 	// cacertfile, certfile, keyfile and server_name_indication parameters.
 	TLSConfig *tls.Config

@@ -72,6 +72,7 @@ func OpenURL(ctx context.Context, u *url.URL, opts *Options) (*Transport, error)
 	cfg := amqp.Config{
 		Properties:      amqp.Table{"connection_name": o.ConnectionName, "product": "switchboard"},
 		TLSClientConfig: o.TLSConfig,
+		Dial:            o.Dial,
 		Locale:          "en_US",
 	}
 	if cfg.TLSClientConfig != nil {
@@ -374,7 +375,8 @@ func (t *Transport) Capabilities() transport.Capabilities {
 }
 
 // As implements transport.Transport: target may be **amqp.Connection
-// (the current connection; nil while reconnecting) or *Options.
+// (the current connection; nil while reconnecting), *Options, or
+// **Transport (this transport, for DeleteDeclared).
 func (t *Transport) As(target any) bool {
 	switch p := target.(type) {
 	case **amqp.Connection:
@@ -382,6 +384,9 @@ func (t *Transport) As(target any) bool {
 		return true
 	case *Options:
 		*p = t.opts
+		return true
+	case **Transport:
+		*p = t
 		return true
 	}
 	return false
