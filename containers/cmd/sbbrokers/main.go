@@ -64,7 +64,11 @@ const usage = `usage:
 exit codes: 0 ok, 1 failed, 2 usage, 3 no usable Docker`
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// stdout is for the exports alone (it is eval'ed): whatever else would
+	// print there (testcontainers-go does in a few places) goes to stderr.
+	stdout := os.Stdout
+	os.Stdout = os.Stderr
+	os.Exit(run(os.Args[1:], stdout, os.Stderr))
 }
 
 // stderr is where progress goes (set by run).

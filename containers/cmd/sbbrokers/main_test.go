@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 // fails the test when it has not finished within a generous limit.
 func runBin(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	limit := 30 * time.Second
+	if len(args) > 0 && args[0] == "up" {
+		limit = 5 * time.Minute // with Docker, up may pull images first
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -45,7 +49,7 @@ func runBin(t *testing.T, env []string, args ...string) (stdout, stderr string, 
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("sbbrokers %s did not finish within 30s (stderr: %s)", strings.Join(args, " "), e.String())
+		t.Fatalf("sbbrokers %s did not finish within %v (stderr: %s)", strings.Join(args, " "), limit, e.String())
 	}
 	var ee *exec.ExitError
 	switch {
@@ -141,7 +145,7 @@ func TestUpRabbitMQ(t *testing.T) {
 			t.Errorf("down: exit %d: %s", code, stderr)
 		}
 	})
-	stdout, stderr, code := runBin(t, env, "up", "-timeout", "25s", "rabbitmq")
+	stdout, stderr, code := runBin(t, env, "up", "-timeout", "4m", "rabbitmq")
 	if code != 0 {
 		t.Fatalf("up rabbitmq: exit %d: %s", code, stderr)
 	}
