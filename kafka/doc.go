@@ -1,0 +1,2 @@
+// Package kafka is the Switchboard transport for Apache Kafka.
+package kafka
