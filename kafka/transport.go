@@ -102,7 +102,9 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 		ErrorLogger:            kafkaLogger{t.log, slog.LevelDebug},
 	}
 	// Check the cluster answers.
-	if _, err := t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}); err != nil {
+	if _, err := retry(ctx, func() (*kafkago.MetadataResponse, error) {
+		return t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
+	}); err != nil {
 		t.shutdown()
 		return nil, t.wrap("connect", err)
 	}
@@ -249,8 +251,10 @@ func (t *Transport) ensureTopic(ctx context.Context, name string, partitions int
 	if _, ok := t.known.Load(name); ok {
 		return nil
 	}
-	resp, err := t.client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{
-		Topics: []kafkago.TopicConfig{{Topic: name, NumPartitions: partitions, ReplicationFactor: t.opts.Replication}},
+	resp, err := retry(ctx, func() (*kafkago.CreateTopicsResponse, error) {
+		return t.client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{
+			Topics: []kafkago.TopicConfig{{Topic: name, NumPartitions: partitions, ReplicationFactor: t.opts.Replication}},
+		})
 	})
 	if err != nil {
 		return t.wrap("create topic "+name, err)
@@ -268,12 +272,14 @@ func (t *Transport) exists(ctx context.Context, name string) (bool, error) {
 	if _, ok := t.known.Load(name); ok {
 		return true, nil
 	}
-	resp, err := t.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{
-		Resources: []kafkago.DescribeConfigRequestResource{{
-			ResourceType: kafkago.ResourceTypeTopic,
-			ResourceName: name,
-			ConfigNames:  []string{"cleanup.policy"},
-		}},
+	resp, err := retry(ctx, func() (*kafkago.DescribeConfigsResponse, error) {
+		return t.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{
+			Resources: []kafkago.DescribeConfigRequestResource{{
+				ResourceType: kafkago.ResourceTypeTopic,
+				ResourceName: name,
+				ConfigNames:  []string{"cleanup.policy"},
+			}},
+		})
 	})
 	if err != nil {
 		return false, t.wrap("describe topic "+name, err)
@@ -293,7 +299,9 @@ func (t *Transport) exists(ctx context.Context, name string) (bool, error) {
 // partitionCount returns the number of partitions of a topic.
 func (t *Transport) partitionCount(ctx context.Context, name string) (int, error) {
 	for attempt := 0; ; attempt++ {
-		md, err := t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{name}})
+		md, err := retry(ctx, func() (*kafkago.MetadataResponse, error) {
+			return t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{name}})
+		})
 		if err != nil {
 			return 0, t.wrap("metadata "+name, err)
 		}
@@ -561,7 +569,9 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 				return nil // declared before
 			}
 		}
-		lo, err := t.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: lastOffsets(n)}})
+		lo, err := retry(ctx, func() (*kafkago.ListOffsetsResponse, error) {
+			return t.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: lastOffsets(n)}})
+		})
 		if err != nil {
 			return t.wrap("declare group "+gid, err)
 		}
@@ -594,6 +604,23 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 		}
 		t.log.Debug("kafka: declare group: commit failed, retrying", "group", gid, "err", err)
 		sleepCtx(ctx, 100*time.Millisecond)
+	}
+}
+
+// retry runs op until it succeeds, fails with an error the cluster will
+// not recover from, ctx ends, or about 10 attempts (about 5s) were made:
+// connections of the pool may be stale after a broker restart.
+func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		v, err := op()
+		if err == nil || attempt >= 10 || ctx.Err() != nil || !isUnavailable(err) {
+			return v, err
+		}
+		sleepCtx(ctx, delay)
+		if delay < time.Second {
+			delay *= 2
+		}
 	}
 }
 
