@@ -41,11 +41,19 @@ func TestHostileInput(t *testing.T) {
 		{"topic too long", messaging.ErrInvalid, func() error { return c.Publish(ctx, strings.Repeat("a", 129), msg(messaging.Message{})) }},
 		{"topic invalid UTF-8", messaging.ErrInvalid, func() error { return c.Publish(ctx, "a\xff", msg(messaging.Message{})) }},
 		{"nil message", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", nil) }},
-		{"reserved header", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"sb-x": "1"}})) }},
-		{"reserved header, upper case", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"SB-X": "1"}})) }},
+		{"reserved header", messaging.ErrInvalid, func() error {
+			return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"sb-x": "1"}}))
+		}},
+		{"reserved header, upper case", messaging.ErrInvalid, func() error {
+			return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"SB-X": "1"}}))
+		}},
 		{"empty header name", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"": "1"}})) }},
-		{"invalid UTF-8 header name", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"a\xff": "1"}})) }},
-		{"invalid UTF-8 header value", messaging.ErrInvalid, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"a": "\xff"}})) }},
+		{"invalid UTF-8 header name", messaging.ErrInvalid, func() error {
+			return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"a\xff": "1"}}))
+		}},
+		{"invalid UTF-8 header value", messaging.ErrInvalid, func() error {
+			return c.Publish(ctx, "t", msg(messaging.Message{Headers: map[string]string{"a": "\xff"}}))
+		}},
 		{"huge header", messaging.ErrMessageTooLarge, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: huge})) }},
 		{"too many headers", messaging.ErrMessageTooLarge, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Headers: many})) }},
 		{"body over the transport limit", messaging.ErrMessageTooLarge, func() error { return c.Publish(ctx, "t", msg(messaging.Message{Body: make([]byte, 2<<10)})) }},
@@ -63,11 +71,23 @@ func TestHostileInput(t *testing.T) {
 			_, err := c.Subscribe(ctx, "t", "g", h, messaging.WithRetry(messaging.RetryPolicy{MaxAttempts: 1, InitialBackoff: 1, MaxBackoff: 1, Multiplier: 1, Jitter: 2}))
 			return err
 		}},
-		{"bad dead-letter queue name", messaging.ErrInvalid, func() error { _, err := c.Respond(ctx, "t", "g", rh, messaging.WithDeadLetterQueue("no way")); return err }},
-		{"negative wanted replies", messaging.ErrInvalid, func() error { _, err := c.Gather(ctx, "t", msg(messaging.Message{}), messaging.WantReplies(-1)); return err }},
-		{"zero gather timeout", messaging.ErrInvalid, func() error { _, err := c.Gather(ctx, "t", msg(messaging.Message{}), messaging.GatherTimeout(0)); return err }},
+		{"bad dead-letter queue name", messaging.ErrInvalid, func() error {
+			_, err := c.Respond(ctx, "t", "g", rh, messaging.WithDeadLetterQueue("no way"))
+			return err
+		}},
+		{"negative wanted replies", messaging.ErrInvalid, func() error {
+			_, err := c.Gather(ctx, "t", msg(messaging.Message{}), messaging.WantReplies(-1))
+			return err
+		}},
+		{"zero gather timeout", messaging.ErrInvalid, func() error {
+			_, err := c.Gather(ctx, "t", msg(messaging.Message{}), messaging.GatherTimeout(0))
+			return err
+		}},
 		{"zero drain timeout", messaging.ErrInvalid, func() error { _, err := messaging.New(b.Transport(), messaging.WithDrainTimeout(0)); return err }},
-		{"negative request timeout", messaging.ErrInvalid, func() error { _, err := messaging.New(b.Transport(), messaging.WithRequestTimeout(-time.Second)); return err }},
+		{"negative request timeout", messaging.ErrInvalid, func() error {
+			_, err := messaging.New(b.Transport(), messaging.WithRequestTimeout(-time.Second))
+			return err
+		}},
 		{"nil logger", messaging.ErrInvalid, func() error { _, err := messaging.New(b.Transport(), messaging.WithLogger(nil)); return err }},
 		{"nil transport", messaging.ErrInvalid, func() error { _, err := messaging.New(nil); return err }},
 		{"bad default subscribe option", messaging.ErrInvalid, func() error {

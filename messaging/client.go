@@ -30,6 +30,7 @@ type Client struct {
 	sendFn SendFunc // t.Send wrapped in the send middleware
 	caps   transport.Capabilities
 	o      clientOptions
+	tel    telemetry
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -93,7 +94,12 @@ func New(t transport.Transport, opts ...ClientOption) (*Client, error) {
 		return nil, err
 	}
 	caps := t.Capabilities()
+	tel, err := newTelemetry(&o, caps)
+	if err != nil {
+		return nil, fmt.Errorf("switchboard: telemetry: %w", err)
+	}
 	return &Client{
+		tel:     tel,
 		t:       t,
 		sendFn:  chainSend(t.Send, o.sendMiddleware),
 		caps:    caps,
@@ -176,10 +182,29 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 			return err
 		}
 	}
-	if err := c.sendFn(ctx, to, b.ptrs); err != nil {
+	if err := c.transmit(ctx, sendOp(to), to, b.ptrs); err != nil {
 		return fmt.Errorf("switchboard: send to %s: %w", to, err)
 	}
 	return nil
+}
+
+// transmit sends through the send middleware and the transport, traced and
+// counted. Every message the client sends goes through it.
+func (c *Client) transmit(ctx context.Context, op string, to transport.Address, msgs []*transport.Message) error {
+	ctx, span := c.tel.startSend(ctx, op, to, msgs)
+	err := c.sendFn(ctx, to, msgs)
+	endSpan(span, err)
+	if err == nil {
+		c.tel.sent(to, len(msgs))
+	}
+	return err
+}
+
+func sendOp(to transport.Address) string {
+	if to.Kind == transport.KindTopic {
+		return "publish"
+	}
+	return "send"
 }
 
 // Close shuts the client down gracefully, waiting at most the drain

@@ -3,6 +3,10 @@ package messaging
 import (
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RetryPolicy says how often, and how far apart, a failing handler is
@@ -58,6 +62,9 @@ type clientOptions struct {
 	requestTimeout time.Duration
 	subDefaults    []SubscribeOption
 	sendMiddleware []SendMiddleware
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+	propagator     propagation.TextMapPropagator
 }
 
 // WithLogger sets the logger the client and its subscriptions log to. The

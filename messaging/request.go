@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/transport"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ReplyHandler serves one request and returns its reply. Returning an
@@ -88,7 +90,7 @@ func (c *Client) replying(service string, h ReplyHandler) Handler {
 		}
 		tm.CorrelationID = req.CorrelationID
 		tm.ReplyTo = ""
-		return c.sendFn(ctx, transport.Reply(req.ReplyTo), []*transport.Message{tm})
+		return c.transmit(ctx, "reply", transport.Reply(req.ReplyTo), []*transport.Message{tm})
 	}
 }
 
@@ -152,6 +154,8 @@ type Future struct {
 	reply   *Message
 	err     error
 
+	span trace.Span // nil when tracing is off
+
 	mu       sync.Mutex
 	resolved bool
 	stop     func() // releases the timer, context watch and registration
@@ -204,6 +208,7 @@ func (f *Future) resolve(reply *Message, err error) {
 		if stop != nil {
 			stop()
 		}
+		endSpan(f.span, err)
 		if f.onReply != nil {
 			go f.onReply(reply, err)
 		}
@@ -232,8 +237,11 @@ func (c *Client) RequestAsync(ctx context.Context, service string, req *Message,
 	for _, o := range opts {
 		o(f)
 	}
-	deadline, err := c.startRequest(ctx, transport.Queue(requestQueue(service)), req, f.corr, f)
+	sctx, span := c.tel.startClient(ctx, "request", service)
+	f.span = span
+	deadline, err := c.startRequest(sctx, transport.Queue(requestQueue(service)), req, f.corr, f)
 	if err != nil {
+		endSpan(span, err)
 		if errors.Is(err, transport.ErrNotFound) {
 			return nil, fmt.Errorf("%w: nobody serves %s: %w", ErrNoResponders, service, err)
 		}
@@ -290,7 +298,7 @@ func (c *Client) startRequest(ctx context.Context, to transport.Address, req *Me
 	if !rt.register(corr, p) {
 		return time.Time{}, ErrClosed
 	}
-	if err := c.sendFn(ctx, to, []*transport.Message{tm}); err != nil {
+	if err := c.transmit(ctx, sendOp(to), to, []*transport.Message{tm}); err != nil {
 		rt.unregister(corr)
 		return time.Time{}, fmt.Errorf("switchboard: send request to %s: %w", to, err)
 	}
@@ -376,7 +384,9 @@ func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ..
 	defer cancel()
 	g := &gatherer{topic: topic, want: o.want, full: make(chan struct{})}
 	corr := uuid.NewString()
-	if _, err := c.startRequest(ctx, transport.Topic(topic), req, corr, g); err != nil {
+	sctx, span := c.tel.startClient(ctx, "gather", topic)
+	if _, err := c.startRequest(sctx, transport.Topic(topic), req, corr, g); err != nil {
+		endSpan(span, err)
 		return nil, err
 	}
 	var err error
@@ -401,6 +411,10 @@ func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ..
 	if err != nil && o.want > 0 && out.Count() >= o.want {
 		err = nil
 	}
+	if span != nil {
+		span.SetAttributes(attribute.Int("messaging.switchboard.replies", out.Count()))
+	}
+	endSpan(span, err)
 	return &out, err
 }
 

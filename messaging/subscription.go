@@ -52,6 +52,7 @@ type Subscription struct {
 	lanes   map[string]*lane
 
 	acks *acker
+	sm   subMetrics
 
 	closeOnce sync.Once
 	closeErr  error
@@ -141,6 +142,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
 	s.handlerCtx, s.hardStop = context.WithCancel(context.Background())
 	s.acks = newAcker(ts, s.log)
+	s.sm = c.tel.forSubscription(source, group)
 	if err := c.addSub(s); err != nil {
 		s.acks.close()
 		ts.Close()
@@ -225,6 +227,8 @@ func (s *Subscription) fail(err error) {
 }
 
 func (s *Subscription) dispatch(tm *transport.Message) {
+	s.c.tel.count(s.c.tel.delivered, s.sm, 1)
+	s.c.tel.flight(s.sm, 1)
 	if s.o.keyOrdering && tm.Key != "" {
 		s.lanesMu.Lock()
 		if l, busy := s.lanes[tm.Key]; busy {
@@ -320,6 +324,7 @@ func (s *Subscription) process(tm *transport.Message) {
 			bo = s.newBackoff()
 		}
 		wait := bo.NextBackOff()
+		s.c.tel.count(s.c.tel.retried, s.sm, 1)
 		s.log.Debug("switchboard: handler failed; will retry", "id", tm.ID, "attempt", attempt, "wait", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
@@ -352,18 +357,26 @@ func (s *Subscription) newBackoff() *backoff.ExponentialBackOff {
 func (s *Subscription) call(tm *transport.Message, attempt int) (err error) {
 	m := fromTransport(tm, s.source)
 	m.Attempt = attempt
+	ctx, span := s.c.tel.startProcess(s.handlerCtx, s, tm, attempt)
+	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("switchboard: handler panicked: %v\n%s", r, debug.Stack())
 		}
+		s.c.tel.handlerDuration(s.sm, time.Since(start), err)
+		endSpan(span, err)
 	}()
-	return s.handler(s.handlerCtx, m)
+	return s.handler(ctx, m)
 }
 
 // settle acknowledges (or, with release, nacks) a message and frees its
 // slot.
 func (s *Subscription) settle(tm *transport.Message, release bool) {
 	s.acks.add(tm.AckID, release)
+	if !release {
+		s.c.tel.count(s.c.tel.acked, s.sm, 1)
+	}
+	s.c.tel.flight(s.sm, -1)
 	<-s.slots
 }
 
@@ -376,9 +389,10 @@ func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts i
 	var bo *backoff.ExponentialBackOff
 	for {
 		ctx, cancel := context.WithTimeout(s.handlerCtx, 30*time.Second)
-		err := s.c.sendFn(ctx, transport.Queue(s.dlq), []*transport.Message{dl})
+		err := s.c.transmit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl})
 		cancel()
 		if err == nil {
+			s.c.tel.count(s.c.tel.deadLettered, s.sm, 1)
 			s.log.Warn("switchboard: message dead-lettered", "id", tm.ID, "attempts", attempts, "dlq", s.dlq, "error", cause)
 			s.settle(tm, false)
 			return
