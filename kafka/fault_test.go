@@ -28,6 +28,8 @@ type ledger struct {
 	acked map[string]bool
 	got   map[string]int
 	cond  chan struct{}
+
+	slowest time.Duration // slowest Send (written by the producer only)
 }
 
 func newLedger() *ledger {
@@ -75,7 +77,11 @@ func produce(ctx context.Context, tr transport.Transport, to transport.Address, 
 		}
 		for {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st := time.Now()
 			err := tr.Send(sctx, to, batch)
+			if d := time.Since(st); d > l.slowest {
+				l.slowest = d
+			}
 			cancel()
 			if err == nil {
 				break
@@ -362,7 +368,8 @@ func runFault(t *testing.T, brokers []string, n int, disturb func(progress func(
 			if acked != n {
 				t.Errorf("only %d of %d messages were acknowledged by the broker", acked, n)
 			}
-			t.Logf("%s: %d published (%d failed sends retried), 0 lost, %d duplicates", to.Kind, acked, failures, l.dups())
+			t.Logf("%s: %d published (%d failed sends retried, slowest send %v), 0 lost, %d duplicates",
+				to.Kind, acked, failures, l.slowest.Round(time.Millisecond), l.dups())
 		})
 	}
 }

@@ -47,8 +47,9 @@ type subscription struct {
 }
 
 type delivery struct {
-	p   *partition
-	msg kafkago.Message
+	p     *partition
+	epoch int
+	msg   kafkago.Message
 }
 
 // generation is one consumer group generation of a subscription.
@@ -67,10 +68,18 @@ type partition struct {
 	entries   []entry // delivered, in offset order, from the oldest not acked
 	next      int64   // offset after the last delivered one, or -1 if unknown
 	committed int64   // last committed offset, or -1
+
+	// Nack rewinds the partition: epoch counts rewinds (deliveries and
+	// acks of an older epoch are stale), seek is the offset the fetcher
+	// must restart from (-1: none), stopFetch interrupts its fetch.
+	epoch     int
+	seek      int64
+	stopFetch context.CancelFunc
 }
 
 type entry struct {
 	offset int64
+	epoch  int
 	acked  bool
 	nacked bool
 }
@@ -79,6 +88,7 @@ type entry struct {
 type ackID struct {
 	p      *partition
 	offset int64
+	epoch  int
 }
 
 // position is the offset to commit: the oldest delivered offset not yet
@@ -167,7 +177,7 @@ func (s *subscription) run() {
 		s.mu.Lock()
 		s.cur = g
 		for _, pa := range gen.Assignments[s.topic] {
-			p := &partition{g: g, id: pa.ID, next: -1, committed: -1}
+			p := &partition{g: g, id: pa.ID, next: -1, committed: -1, seek: -1}
 			if pa.Offset >= 0 {
 				p.next, p.committed = pa.Offset, pa.Offset
 			}
@@ -207,16 +217,31 @@ func (s *subscription) fetch(ctx context.Context, p *partition, start int64) {
 		return
 	}
 	for {
-		m, err := r.FetchMessage(ctx)
+		s.mu.Lock()
+		if p.seek >= 0 {
+			if err := r.SetOffset(p.seek); err != nil {
+				s.mu.Unlock()
+				return
+			}
+			p.seek = -1
+		}
+		epoch := p.epoch
+		fctx, stop := context.WithCancel(ctx)
+		p.stopFetch = stop
+		s.mu.Unlock()
+		m, err := r.FetchMessage(fctx)
+		stop()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Debug("kafka: fetch failed; the reader retries", "partition", p.id, "err", err)
-			continue
+			if fctx.Err() == nil {
+				s.log.Debug("kafka: fetch failed; the reader retries", "partition", p.id, "err", err)
+			}
+			continue // a Nack interrupted the fetch to rewind, or retry
 		}
 		select {
-		case s.out <- delivery{p: p, msg: m}:
+		case s.out <- delivery{p: p, epoch: epoch, msg: m}:
 		case <-ctx.Done():
 			return
 		}
@@ -353,7 +378,7 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 func (s *subscription) deliver(d delivery) *transport.Message {
 	s.mu.Lock()
 	p := d.p
-	if p.revoked || s.closing {
+	if p.revoked || s.closing || d.epoch != p.epoch {
 		s.mu.Unlock()
 		return nil
 	}
@@ -364,11 +389,11 @@ func (s *subscription) deliver(d delivery) *transport.Message {
 		s.mu.Unlock()
 		return nil
 	}
-	p.entries = append(p.entries, entry{offset: off})
+	p.entries = append(p.entries, entry{offset: off, epoch: p.epoch})
 	p.next = off + 1
 	s.mu.Unlock()
 	m := decode(&d.msg)
-	m.AckID = ackID{p: p, offset: off}
+	m.AckID = ackID{p: p, offset: off, epoch: d.epoch}
 	return m
 }
 
@@ -377,9 +402,11 @@ func (s *subscription) Ack(ctx context.Context, ids []any) error {
 	return s.settle(ids, false)
 }
 
-// Nack releases deliveries: the group's committed offset never passes
-// them, so the group's next consumer receives them again once this
-// subscription is closed (Kafka cannot release single messages).
+// Nack releases deliveries. Kafka cannot release single messages, so the
+// subscription rewinds the partition to the oldest nacked message and
+// delivers it (and what follows it on the partition) again; the group's
+// committed offset never passes it, so if this subscription closes first,
+// the group's next consumer receives it.
 func (s *subscription) Nack(ctx context.Context, ids []any) error {
 	return s.settle(ids, true)
 }
@@ -390,6 +417,7 @@ func (s *subscription) settle(ids []any, nack bool) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: kafka subscription", transport.ErrClosed)
 	}
+	rewind := map[*partition]int64{}
 	for _, id := range ids {
 		a, ok := id.(ackID)
 		if !ok {
@@ -401,15 +429,33 @@ func (s *subscription) settle(ids []any, nack bool) error {
 			continue // generation over: the message will be redelivered
 		}
 		i := p.find(a.offset)
-		if i < 0 {
-			continue
+		if i < 0 || p.entries[i].epoch != a.epoch {
+			continue // stale: delivered before a rewind, delivered again since
 		}
-		if nack {
-			p.entries[i].nacked = true
-		} else if !p.entries[i].nacked {
-			p.entries[i].acked = true
+		switch {
+		case !nack:
+			if !p.entries[i].nacked {
+				p.entries[i].acked = true
+			}
+		case p.revoked || s.closing:
+			p.entries[i].nacked = true // never commit past it
+		default:
+			if o, ok := rewind[p]; !ok || a.offset < o {
+				rewind[p] = a.offset
+			}
 		}
 		p.compact()
+	}
+	for p, o := range rewind {
+		// Forget the deliveries from o on; the fetcher restarts at o.
+		i := sort.Search(len(p.entries), func(i int) bool { return p.entries[i].offset >= o })
+		p.entries = p.entries[:i]
+		p.next = o
+		p.epoch++
+		p.seek = o
+		if p.stopFetch != nil {
+			p.stopFetch()
+		}
 	}
 	s.mu.Unlock()
 	if !nack {

@@ -288,6 +288,31 @@ func TestNackAndCloseRedeliver(t *testing.T) {
 	expectNone(t, s3, 500*time.Millisecond)
 }
 
+func TestNackRedeliversToSameSubscription(t *testing.T) {
+	tr := openT(t)
+	topic := transport.Topic(unique("nack2"))
+	s := subscribe(t, tr, topic, "g")
+	send(t, tr, topic, msg("a", "k", ""), msg("b", "k", ""), msg("c", "k", ""))
+	got := recv(t, s, 3, false)
+	ctx := ctxT(t, 10*time.Second)
+	if err := s.Ack(ctx, []any{got[0].AckID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Nack(ctx, []any{got[1].AckID, got[2].AckID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(recv(t, s, 2, true)); strings.Join(got, ",") != "b,c" {
+		t.Errorf("after nack got %v, want b,c", got)
+	}
+	// Stale acks (of the first deliveries) are ignored.
+	if err := s.Ack(ctx, []any{got[1].AckID}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	s2 := subscribe(t, tr, topic, "g")
+	expectNone(t, s2, 500*time.Millisecond)
+}
+
 func TestOrder(t *testing.T) {
 	tr := openT(t)
 	topic := transport.Topic(unique("order"))
