@@ -122,9 +122,11 @@
 //     and commits, per partition, the lowest offset not yet acknowledged:
 //     it never commits past unfinished work. Commits are asynchronous after
 //     Ack and synchronous when partitions are revoked or the subscription
-//     closes. Nack marks a message never to be committed past: the group's
-//     next consumer receives it (and what follows it on its partition)
-//     once this subscription closes. Kafka cannot release one message.
+//     closes. Kafka cannot release one message, so Nack rewinds the
+//     message's partition: the subscription delivers it, and what follows
+//     it on its partition, again (acks of the earlier deliveries of those
+//     are then ignored), and never commits past it meanwhile, so that if
+//     the subscription closes first, the group's next consumer gets it.
 //   - Rebalances: a member losing partitions stops handing out their
 //     messages, waits up to drain_timeout for acknowledgements of those it
 //     delivered, commits, and gives them up; later acks of those messages

@@ -191,7 +191,7 @@ func TestFaultProduceErrors(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	runFault(t, brokers, 300, nil)
+	runFault(t, brokers, 150, nil)
 }
 
 // TestFaultFetchCommitDrops: fetch and offset-commit connections drop
