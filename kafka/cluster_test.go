@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 
@@ -131,3 +132,52 @@ func randSuffix() string {
 }
 
 var _ = kafka.Scheme
+
+// teardown deletes the Kafka topics and consumer groups of every
+// destination whose Switchboard name starts with prefix.
+func teardown(ctx context.Context, tr transport.Transport, prefix string) error {
+	var c *kafkago.Client
+	if !tr.As(&c) {
+		return fmt.Errorf("not a kafka transport")
+	}
+	owned := func(kafkaName string) bool {
+		for _, ns := range []string{"topic.", "queue.", "reply.", "topic-h.", "queue-h."} {
+			if rest, ok := strings.CutPrefix(kafkaName, ns); ok {
+				return strings.HasPrefix(rest, prefix)
+			}
+		}
+		return false
+	}
+	md, err := c.Metadata(ctx, &kafkago.MetadataRequest{})
+	if err != nil {
+		return err
+	}
+	var topics []string
+	for _, tp := range md.Topics {
+		if owned(tp.Name) {
+			topics = append(topics, tp.Name)
+		}
+	}
+	lg, err := c.ListGroups(ctx, &kafkago.ListGroupsRequest{})
+	if err != nil {
+		return err
+	}
+	var groups []string
+	for _, g := range lg.Groups {
+		topic, _, _ := strings.Cut(g.GroupID, ":")
+		if owned(topic) {
+			groups = append(groups, g.GroupID)
+		}
+	}
+	if len(groups) > 0 {
+		if _, err := c.DeleteGroups(ctx, &kafkago.DeleteGroupsRequest{GroupIDs: groups}); err != nil {
+			return err
+		}
+	}
+	if len(topics) > 0 {
+		if _, err := c.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -417,3 +417,27 @@ func TestLimitsAndClose(t *testing.T) {
 		t.Errorf("receive after transport close: %v", err)
 	}
 }
+
+func TestTeardown(t *testing.T) {
+	tr := openT(t)
+	p := unique("td") + "-"
+	send(t, tr, transport.Topic(p+"a"), msg("x", "", ""))
+	s := subscribe(t, tr, transport.Topic(p+"a"), "g")
+	if err := tr.Declare(ctxT(t, 10*time.Second), transport.Queue(p+"q_1")); err != nil {
+		t.Fatal(err)
+	}
+	other := transport.Queue(unique("keep"))
+	if err := tr.Declare(ctxT(t, 10*time.Second), other); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := teardown(ctxT(t, 20*time.Second), tr, p); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := openT(t)
+	ctx := ctxT(t, 10*time.Second)
+	if err := tr2.Send(ctx, transport.Queue(p+"q_1"), []*transport.Message{msg("x", "", "")}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("queue after teardown: %v", err)
+	}
+	send(t, tr2, other, msg("x", "", ""))
+}
