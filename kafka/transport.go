@@ -345,6 +345,12 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	}
 	name, err := topicFor(to)
 	if err != nil {
+		if to.Kind == transport.KindReply && to.Name != "" {
+			// Not the address of an inbox of this adapter, so not of an
+			// inbox that exists: drop, as for a closed inbox.
+			t.log.Debug("kafka: reply to an address that is no inbox dropped", "address", to.Name)
+			return nil
+		}
 		return err
 	}
 	max := t.maxMessageSize()
