@@ -138,6 +138,11 @@
 //     Sending to an inbox that no longer exists drops the reply.
 //   - Dead-lettering and retries are done by package messaging.
 //
+// Brokers: Apache Kafka 0.11 or later (record headers), except 4.0.0, which
+// dropped the JoinGroup v1 that kafka-go's consumer groups speak (4.0.1
+// and 4.1 restored it; see segmentio/kafka-go#1360), or compatible
+// brokers (Redpanda, kfake).
+//
 // Size: Capabilities.MaxMessageSize is max_message_bytes minus 16 KiB for
 // record, batch and header overhead; at most 256 headers per message.
 //
