@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"maps"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,7 +25,9 @@ type Message struct {
 	// Headers are application headers. Names must be valid UTF-8, not
 	// empty, and must not begin with the reserved prefix "sb-".
 	Headers map[string]string
-	// Body is the payload; it may be empty.
+	// Body is the payload; it may be empty. On a received message it is
+	// read-only: it may be shared with redeliveries and, on some
+	// transports, with other groups. Copy it before changing it.
 	Body []byte
 	// ContentType is the MIME type of Body, for example
 	// "application/json".
@@ -44,8 +47,13 @@ type Message struct {
 	// Topic is, on a received message, the topic, queue or service it was
 	// received from.
 	Topic string
-	// Attempt is, on a received message, the delivery attempt this
+	// Attempt is, on a received message, which delivery attempt this
 	// handler call is: 1 the first time, 2 on the first retry, and so on.
+	// Where the broker reports delivery counts (see
+	// transport.Capabilities.DeliveryCount), earlier deliveries to other
+	// consumers count too, including ones released unhandled at a
+	// shutdown and ones lost with a crashed consumer; elsewhere the count
+	// starts again at 1 when another consumer gets the message.
 	Attempt int
 
 	asFunc   func(any) bool
@@ -182,10 +190,14 @@ func (c *Client) checkSize(tm *transport.Message) error {
 	return nil
 }
 
-// fromTransport converts a received message. Headers are shared, not
-// copied: the transport hands them over.
+// fromTransport converts a received message. Each call gets its own
+// Headers, so that what one handler attempt changes is not seen by the
+// next, by another group or in a dead letter; Body is shared, read-only.
 func fromTransport(tm *transport.Message, topic string) *Message {
 	headers, reserved := splitReserved(tm.Headers)
+	if len(headers) > 0 && len(reserved) == 0 { // splitReserved made no copy
+		headers = maps.Clone(headers)
+	}
 	return &Message{
 		reserved:      reserved,
 		ID:            tm.ID,
