@@ -343,6 +343,9 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	if t.isClosed() {
 		return t.errClosed()
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafka: send to %s: %w", to, err) // send nothing
+	}
 	name, err := topicFor(to)
 	if err != nil {
 		if to.Kind == transport.KindReply && to.Name != "" {
@@ -397,7 +400,18 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	for i, m := range msgs {
 		kms[i] = encode(name, m, hint)
 	}
-	err = t.writer.WriteMessages(ctx, kms...)
+	// A consumer may see the records before the producer sees the
+	// broker's acknowledgement: when ctx ends while the acknowledgement is
+	// on its way, wait for it a little (sendGrace) rather than report a
+	// failure for messages the broker accepted.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(sendGrace, cancel) })
+	defer stop()
+	err = t.writer.WriteMessages(wctx, kms...)
+	if err != nil && wctx.Err() != nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		if errors.Is(t.wrap("", err), transport.ErrNotFound) {
 			t.known.Delete(name) // deleted meanwhile
@@ -409,6 +423,10 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	}
 	return nil
 }
+
+// sendGrace is how long Send waits for acknowledgements in flight after
+// its context ended.
+const sendGrace = 200 * time.Millisecond
 
 func randInt() int {
 	var b [4]byte
