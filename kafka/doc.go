@@ -98,6 +98,13 @@
 //
 // # What Kafka does natively, and what is emulated
 //
+// Producing: acks=all (every in-sync replica), one WriteMessages per Send
+// with a 2ms linger, up to 10 attempts per batch with backoff, bounded by
+// the caller's context. When the context ends while the broker's
+// acknowledgement is on its way, Send waits up to 200ms for it rather than
+// report a failure for messages the broker accepted (consumers can see a
+// record before its producer sees the acknowledgement).
+//
 // Native: durable topics and consumer groups (each group gets every
 // message; the members of a group share the partitions), per-partition
 // order, hence per-key order (Capabilities.OrderedByKey), acks=all
