@@ -11,7 +11,7 @@
 //		})
 //	}
 //
-// The rules the cases prove are numbered in RULES.md; each case's doc
+// The rules the cases prove are numbered in SEMANTICS.md at the root of the module; each case's doc
 // comment names its rule.
 //
 // The cases are written for real brokers: they never assume that anything
@@ -44,6 +44,13 @@ type Harness struct {
 	// Teardown, optional, deletes everything whose name starts with
 	// prefix.
 	Teardown func(ctx context.Context, prefix string) error
+	// OpenDialer returns a new transport, as Open does, whose every
+	// connection to the broker is opened with dial. The Faults cases use
+	// it to cut connections, add latency and stall reads. Every network
+	// adapter sets it; a transport without connections (inmem) leaves it
+	// nil, and the suite then injects the same faults around the
+	// transport.
+	OpenDialer func(ctx context.Context, dial DialFunc) (transport.Transport, error)
 }
 
 // CaseTimeout bounds every case: each waits for its signals at most this
@@ -148,6 +155,24 @@ var cases = []testCase{
 	{"Message", "GeneratedIDAndTime", messageGeneratedIDAndTime},
 	{"Message", "FieldsViaNotify", messageFieldsViaNotify},
 	{"Message", "RequestReplyFields", messageRequestReplyFields},
+
+	{"Duplicates", "PublishedTwice", duplicatesPublishedTwice},
+	{"Duplicates", "RedeliveredAfterLostAck", duplicatesRedeliveredAfterLostAck},
+
+	{"Versioning", "Upgrade", versioningUpgrade},
+	{"Versioning", "BadMessagesDeadLettered", versioningBadMessagesDeadLettered},
+
+	{"Breaker", "HandlerPauses", breakerHandlerPauses},
+	{"Breaker", "SendFailsFast", breakerSendFailsFast},
+
+	{"Tracing", "PublishToConsumer", tracingPublishToConsumer},
+	{"Tracing", "RequestReply", tracingRequestReply},
+
+	{"Faults", "CutDuringPublish", faultsCutDuringPublish},
+	{"Faults", "CutDuringConsume", faultsCutDuringConsume},
+	{"Faults", "CutDuringRequest", faultsCutDuringRequest},
+	{"Faults", "Latency", faultsLatency},
+	{"Faults", "StallReads", faultsStallReads},
 }
 
 // Run runs every conformance case against the broker h reaches, as

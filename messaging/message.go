@@ -2,11 +2,11 @@ package messaging
 
 import (
 	"maps"
+	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -170,7 +170,7 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 		ReplyTo:       m.ReplyTo,
 	}
 	if tm.ID == "" {
-		tm.ID = uuid.NewString()
+		tm.ID = newID()
 	}
 	if tm.Time.IsZero() {
 		tm.Time = now
@@ -253,4 +253,32 @@ func splitReserved(h map[string]string) (user, reserved map[string]string) {
 
 func isReserved(name string) bool {
 	return len(name) >= len(ReservedHeaderPrefix) && strings.EqualFold(name[:len(ReservedHeaderPrefix)], ReservedHeaderPrefix)
+}
+
+// newID returns a random (version 4) UUID string. It draws from
+// math/rand/v2's runtime source (ChaCha8, seeded from the system's
+// entropy, per thread), which is unpredictable enough for message IDs and,
+// unlike uuid.NewString, does not allocate beyond the string.
+func newID() string {
+	const hex = "0123456789abcdef"
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
+	lo = lo&^(0x3<<62) | 0x2<<62 // variant 10
+	var b [36]byte
+	j := 0
+	for i := 0; i < 16; i++ {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		var v byte
+		if i < 8 {
+			v = byte(hi >> (56 - 8*i))
+		} else {
+			v = byte(lo >> (56 - 8*(i-8)))
+		}
+		b[j], b[j+1] = hex[v>>4], hex[v&0xf]
+		j += 2
+	}
+	return string(b[:])
 }
