@@ -157,11 +157,12 @@ func TestRoundTrip(t *testing.T) {
 func TestGroupSemantics(t *testing.T) {
 	tr := openT(t)
 	topic := transport.Topic(unique("grp"))
-	send(t, tr, topic, msg("before", "", "x")) // before any group: nobody gets it
+	// One key: one partition, so the order is defined.
+	send(t, tr, topic, msg("before", "k", "x")) // before any group: nobody gets it
 	a := subscribe(t, tr, topic, "a")
-	send(t, tr, topic, msg("m1", "", "x"))
+	send(t, tr, topic, msg("m1", "k", "x"))
 	b := subscribe(t, tr, topic, "b") // declared after m1
-	send(t, tr, topic, msg("m2", "", "x"))
+	send(t, tr, topic, msg("m2", "k", "x"))
 	if got := ids(recv(t, a, 2, true)); strings.Join(got, ",") != "m1,m2" {
 		t.Errorf("group a got %v, want m1,m2", got)
 	}
@@ -171,7 +172,7 @@ func TestGroupSemantics(t *testing.T) {
 	expectNone(t, b, 300*time.Millisecond)
 	// Durable: close b, publish, subscribe again.
 	_ = b.Close()
-	send(t, tr, topic, msg("m3", "", "x"))
+	send(t, tr, topic, msg("m3", "k", "x"))
 	b2 := subscribe(t, tr, topic, "b")
 	if got := ids(recv(t, b2, 1, true)); got[0] != "m3" {
 		t.Errorf("group b after resubscribe got %v, want m3", got)
