@@ -93,6 +93,9 @@ type Options struct {
 	MetadataTTL time.Duration
 	// DialTimeout bounds connecting to a broker. Default 5s.
 	DialTimeout time.Duration
+	// Dial, when set, opens every TCP connection to the brokers (for
+	// tests that inject network faults); default a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// JoinBackoff is the pause before rejoining a group after an error.
 	// Default 250ms.
 	JoinBackoff time.Duration
@@ -345,6 +348,7 @@ func (o *Options) dialer() *kafkago.Dialer {
 		DualStack:     true,
 		TLS:           o.TLS,
 		SASLMechanism: o.SASL,
+		DialFunc:      o.Dial,
 	}
 }
 

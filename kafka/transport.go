@@ -69,9 +69,12 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 		inboxes: make(map[*inbox]struct{}),
 		dialer:  opts.dialer(),
 	}
-	nd := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := opts.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	t.kt = &kafkago.Transport{
-		Dial:        nd.DialContext,
+		Dial:        dial,
 		DialTimeout: opts.DialTimeout,
 		IdleTimeout: 30 * time.Second,
 		MetadataTTL: opts.MetadataTTL,
