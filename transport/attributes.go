@@ -101,7 +101,7 @@ func EncodeAttributesFunc(m *Message, prefix string, skip func(attr string) bool
 func DecodeAttributes(m *Message, prefix string, wire map[string]string) {
 	var user map[string]string
 	for k, v := range wire {
-		if k == HeaderContentType || strings.EqualFold(k, HeaderContentType) {
+		if k == HeaderContentType {
 			m.ContentType = v
 			continue
 		}
