@@ -42,20 +42,14 @@ func (c *conn) Send(ctx context.Context, to transport.Address, msgs []*transport
 		}
 	}
 	// The broker keeps its own Body and Headers; the caller may reuse
-	// theirs once Send returns. push copies the structs.
-	copies := msgs
-	var one [1]*transport.Message
-	var own [1]transport.Message
-	if len(msgs) == 1 {
-		own[0] = ownCopy(msgs[0])
-		one[0] = &own[0]
-		copies = one[:]
-	} else {
-		copies = make([]*transport.Message, len(msgs))
-		for i, m := range msgs {
-			cp := ownCopy(m)
-			copies[i] = &cp
-		}
+	// theirs once Send returns. push copies the structs into its entries.
+	var one [1]transport.Message
+	copies := one[:]
+	if len(msgs) > 1 {
+		copies = make([]transport.Message, len(msgs))
+	}
+	for i, m := range msgs {
+		copies[i] = ownCopy(m)
 	}
 	closed := c.done()
 	b := c.b

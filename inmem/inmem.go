@@ -181,11 +181,11 @@ func (q *queue) wait(ctx context.Context, closed <-chan struct{}, wake chan stru
 
 // push appends copies of msgs, waiting for room while the queue is full.
 // The messages' Body and Headers must already be the broker's own.
-func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []*transport.Message) error {
+func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []transport.Message) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var wake chan struct{}
-	for _, m := range msgs {
+	for i := range msgs {
 		for q.len() >= q.max {
 			if wake == nil {
 				wake = make(chan struct{}, 1)
@@ -195,7 +195,7 @@ func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []*transp
 			}
 		}
 		q.seq++
-		q.ready = append(q.ready, &entry{msg: *m, seq: q.seq})
+		q.ready = append(q.ready, &entry{msg: msgs[i], seq: q.seq})
 	}
 	q.broadcast()
 	return nil

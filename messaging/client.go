@@ -33,14 +33,15 @@ type Client struct {
 	tel    telemetry
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	subs     map[*Subscription]struct{}
-	ops      sync.WaitGroup // sends in progress
-	declared sync.Map       // queue name -> struct{}: declared by Notify
-	rt       *router        // reply router, opened on first request
-	closeErr error
-	closing  chan struct{}
+	mu        sync.Mutex
+	closed    bool
+	subs      map[*Subscription]struct{}
+	ops       sync.WaitGroup // sends in progress
+	declared  sync.Map       // queue name -> struct{}: declared by Notify
+	rpcQueues sync.Map       // service -> its request queue name
+	rt        *router        // reply router, opened on first request
+	closeErr  error
+	closing   chan struct{}
 }
 
 // Open opens a transport by URL (for example "mem://", "kafka://host:9092",

@@ -126,12 +126,67 @@ func remoteError(service string, m *Message) *RemoteError {
 // ErrTimeout when the deadline passes; ctx.Err() when ctx is cancelled.
 // req is not modified.
 func (c *Client) Request(ctx context.Context, service string, req *Message) (*Message, error) {
-	f, err := c.RequestAsync(ctx, service, req)
-	if err != nil {
+	if err := validName("service", service); err != nil {
 		return nil, err
 	}
-	<-f.done
-	return f.reply, f.err
+	w := &syncWaiter{ch: make(chan *Message, 1)}
+	corr := newID()
+	sctx, span := c.tel.startClient(ctx, "request", service)
+	deadline, err := c.startRequest(sctx, transport.Queue(c.requestQueue(service)), req, corr, w)
+	if err != nil {
+		endSpan(span, err)
+		if errors.Is(err, transport.ErrNotFound) {
+			return nil, fmt.Errorf("%w: nobody serves %s: %w", ErrNoResponders, service, err)
+		}
+		return nil, err
+	}
+	var expired <-chan time.Time
+	if _, has := ctx.Deadline(); !has { // the client's request timeout
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	var reply *Message
+	select {
+	case reply = <-w.ch:
+		if re := remoteError(service, reply); re != nil {
+			reply, err = nil, re
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: request to %s: %w", ErrTimeout, service, err)
+		}
+	case <-expired:
+		err = fmt.Errorf("%w: request to %s: no reply by %s", ErrTimeout, service, deadline.Format(time.RFC3339Nano))
+	case <-c.closing:
+		err = ErrClosed
+	}
+	if rt := c.currentRouter(); rt != nil {
+		rt.unregister(corr)
+	}
+	endSpan(span, err)
+	return reply, err
+}
+
+// syncWaiter receives the reply of a synchronous Request.
+type syncWaiter struct{ ch chan *Message }
+
+func (w *syncWaiter) deliver(m *Message) {
+	select {
+	case w.ch <- m:
+	default: // a duplicate reply
+	}
+}
+
+// requestQueue returns the queue of a service's requests, cached.
+func (c *Client) requestQueue(service string) string {
+	if q, ok := c.rpcQueues.Load(service); ok {
+		return q.(string)
+	}
+	q := requestQueue(service)
+	c.rpcQueues.Store(service, q)
+	return q
 }
 
 // RequestOption configures RequestAsync.
@@ -238,7 +293,7 @@ func (c *Client) RequestAsync(ctx context.Context, service string, req *Message,
 	}
 	sctx, span := c.tel.startClient(ctx, "request", service)
 	f.span = span
-	deadline, err := c.startRequest(sctx, transport.Queue(requestQueue(service)), req, f.corr, f)
+	deadline, err := c.startRequest(sctx, transport.Queue(c.requestQueue(service)), req, f.corr, f)
 	if err != nil {
 		endSpan(span, err)
 		if errors.Is(err, transport.ErrNotFound) {

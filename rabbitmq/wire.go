@@ -46,21 +46,24 @@ func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 		}
 		return false
 	}
-	h := transport.EncodeAttributes(m, AttrPrefix, native)
-	tbl := make(amqp.Table, len(h))
+	tbl := make(amqp.Table, len(m.Headers)+8)
 	var long []any
-	for k, v := range h {
+	put := func(k, v string) {
 		if len(k) > maxShortStr || k == longHeaders {
 			// AMQP field names are short strings: carry the pair in an
 			// array of long strings.
 			long = append(long, k, v)
-			continue
+			return
 		}
 		if k == deliveryCountHeader {
-			continue // the broker's, never the application's
+			return // the broker's, never the application's
 		}
 		tbl[k] = v
 	}
+	for k, v := range m.Headers {
+		put(k, v)
+	}
+	transport.EncodeAttributesFunc(m, AttrPrefix, native, put)
 	if long != nil {
 		tbl[longHeaders] = long
 	}

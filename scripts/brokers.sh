@@ -6,8 +6,10 @@
 # (kfake). The SQS emulator (fauxqs, pinned in sqs/testdata/emulator) is
 # installed with npm by the SQS tests themselves.
 #
-# It never fails the run by itself: what it cannot provide, the tests
-# report (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
+# It never fails the run by itself. For what it cannot provide,
+# scripts/test.sh then tries containers where Docker runs
+# (containers/cmd/sbbrokers); what is still missing, the tests report
+# (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
 set -uo pipefail
 
 log() { echo "brokers: $*"; }

@@ -3,6 +3,7 @@ package transport
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,27 +40,56 @@ func EncodeAttributes(m *Message, prefix string, skip func(attr string) bool) ma
 	for k, v := range m.Headers {
 		h[k] = v
 	}
-	put := func(attr, v string) {
+	EncodeAttributesFunc(m, prefix, skip, func(name, value string) { h[name] = value })
+	return h
+}
+
+// attrNames holds one prefix's header names, built once.
+type attrNames struct {
+	specVersion, id, source, typ, time, version, key, corr, replyTo string
+}
+
+var attrNameCache sync.Map // prefix -> *attrNames
+
+func namesFor(prefix string) *attrNames {
+	if n, ok := attrNameCache.Load(prefix); ok {
+		return n.(*attrNames)
+	}
+	n := &attrNames{
+		specVersion: prefix + AttrSpecVersion, id: prefix + AttrID, source: prefix + AttrSource,
+		typ: prefix + AttrType, time: prefix + AttrTime, version: prefix + AttrDataVersion,
+		key: prefix + AttrKey, corr: prefix + AttrCorrelationID, replyTo: prefix + AttrReplyTo,
+	}
+	v, _ := attrNameCache.LoadOrStore(prefix, n)
+	return v.(*attrNames)
+}
+
+// EncodeAttributesFunc calls put with the wire header name and value of
+// each of m's envelope attributes under prefix (not m.Headers), as
+// EncodeAttributes would include them. It lets an adapter fill its own
+// header type without an intermediate map.
+func EncodeAttributesFunc(m *Message, prefix string, skip func(attr string) bool, put func(name, value string)) {
+	n := namesFor(prefix)
+	emit := func(attr, name, v string) {
 		if v == "" || (skip != nil && skip(attr)) {
 			return
 		}
-		h[prefix+attr] = v
+		put(name, v)
 	}
-	put(AttrSpecVersion, "1.0")
-	put(AttrID, m.ID)
-	put(AttrSource, DefaultSource)
-	put(AttrType, m.Type)
-	if !m.Time.IsZero() {
-		put(AttrTime, m.Time.UTC().Format(time.RFC3339Nano))
+	emit(AttrSpecVersion, n.specVersion, "1.0")
+	emit(AttrID, n.id, m.ID)
+	emit(AttrSource, n.source, DefaultSource)
+	emit(AttrType, n.typ, m.Type)
+	if !m.Time.IsZero() && (skip == nil || !skip(AttrTime)) {
+		put(n.time, m.Time.UTC().Format(time.RFC3339Nano))
 	}
-	put(AttrDataVersion, m.Version)
-	put(AttrKey, m.Key)
-	put(AttrCorrelationID, m.CorrelationID)
-	put(AttrReplyTo, m.ReplyTo)
+	emit(AttrDataVersion, n.version, m.Version)
+	emit(AttrKey, n.key, m.Key)
+	emit(AttrCorrelationID, n.corr, m.CorrelationID)
+	emit(AttrReplyTo, n.replyTo, m.ReplyTo)
 	if m.ContentType != "" && (skip == nil || !skip(HeaderContentType)) {
-		h[HeaderContentType] = m.ContentType
+		put(HeaderContentType, m.ContentType)
 	}
-	return h
 }
 
 // DecodeAttributes fills m's envelope fields from wire headers written by
@@ -71,7 +101,7 @@ func EncodeAttributes(m *Message, prefix string, skip func(attr string) bool) ma
 func DecodeAttributes(m *Message, prefix string, wire map[string]string) {
 	var user map[string]string
 	for k, v := range wire {
-		if k == HeaderContentType || strings.EqualFold(k, HeaderContentType) {
+		if k == HeaderContentType {
 			m.ContentType = v
 			continue
 		}

@@ -64,9 +64,13 @@ func TestRedact(t *testing.T) {
 
 func TestRegisterPanics(t *testing.T) {
 	for name, f := range map[string]func(){
-		"empty":     func() { transport.Register("", func(context.Context, *url.URL) (transport.Transport, error) { return nil, nil }) },
-		"nil":       func() { transport.Register("x-nil", nil) },
-		"duplicate": func() { transport.Register("mem", func(context.Context, *url.URL) (transport.Transport, error) { return nil, nil }) },
+		"empty": func() {
+			transport.Register("", func(context.Context, *url.URL) (transport.Transport, error) { return nil, nil })
+		},
+		"nil": func() { transport.Register("x-nil", nil) },
+		"duplicate": func() {
+			transport.Register("mem", func(context.Context, *url.URL) (transport.Transport, error) { return nil, nil })
+		},
 	} {
 		func() {
 			defer func() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/rabbitmq"
 )
@@ -78,6 +79,10 @@ func TestShopOnRabbitMQ(t *testing.T) {
 	})
 	runShop(t, url)
 }
+
+// TestShopOnKafka runs the same code on Kafka (kfake in process, or
+// SWITCHBOARD_KAFKA_BROKERS): only the URL changes.
+func TestShopOnKafka(t *testing.T) { runShop(t, kafkatest.URL(t)) }
 
 // withQuery adds a query parameter to a URL.
 func withQuery(raw, k, v string) string {
