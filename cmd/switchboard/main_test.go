@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/inmem"
+	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
 	"go.uber.org/goleak"
 )
@@ -53,8 +54,9 @@ type world struct {
 // network broker (whose queues outlive the test).
 func (w *world) n(name string) string { return name + w.suffix }
 
-// eachTransport runs fn on a shared in-memory broker and, when one is
-// found, on RabbitMQ.
+// eachTransport runs fn on a shared in-memory broker, on Kafka (the
+// cluster in SWITCHBOARD_KAFKA_BROKERS, else an in-process kfake cluster)
+// and, when one is found, on RabbitMQ.
 func eachTransport(t *testing.T, fn func(t *testing.T, w *world)) {
 	t.Run("mem", func(t *testing.T) { fn(t, newWorld(t)) })
 	t.Run("rabbitmq", func(t *testing.T) {
@@ -63,6 +65,12 @@ func eachTransport(t *testing.T, fn func(t *testing.T, w *world)) {
 		}
 		url := amqpURL(t)
 		fn(t, &world{t: t, url: url, suffix: "-" + uuid.NewString()[:8], wait: "1s"})
+	})
+	t.Run("kafka", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: in-memory only")
+		}
+		fn(t, &world{t: t, url: kafkatest.URL(t), suffix: "-" + uuid.NewString()[:8], wait: "3s"})
 	})
 }
 
