@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -194,4 +195,11 @@ func TestInterruptProcess(t *testing.T) {
 	if !strings.Contains(w.String(), "interrupted") {
 		t.Errorf("no graceful-stop log:\n%s", w.String())
 	}
+}
+
+func TestKafkaPublishSubscribeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and needs Kafka")
+	}
+	testTwoProcesses(t, kafkatest.URL(t))
 }
