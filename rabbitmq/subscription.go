@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -205,6 +207,9 @@ func (s *subscription) settle(ids []any, ack bool) error {
 	if s.isClosed() {
 		return errClosed("ack")
 	}
+	if ack {
+		return s.ackBatch(ids)
+	}
 	var errs []error
 	for _, id := range ids {
 		ref, ok := id.(*ackRef)
@@ -232,6 +237,68 @@ func (s *subscription) settle(ids []any, ack bool) error {
 			errs = append(errs, brokerErr("ack", err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// ackBatch acknowledges ids with as few frames as it can: on each channel,
+// one cumulative basic.ack (multiple=true) covers every tag of the batch
+// below the channel's lowest delivery still unacknowledged; the tags above
+// it are acknowledged one by one. Deliveries are registered in tag order
+// (Receive runs on one goroutine), so every tag below the cumulative one
+// is either in the batch or already settled.
+func (s *subscription) ackBatch(ids []any) error {
+	var errs []error
+	var sc *subChan
+	var tags []uint64
+	flush := func() {
+		if sc == nil || len(tags) == 0 {
+			return
+		}
+		sc.mu.Lock()
+		live := tags[:0]
+		for _, t := range tags {
+			if _, ok := sc.unacked[t]; ok {
+				delete(sc.unacked, t)
+				live = append(live, t)
+			}
+		}
+		lowest := uint64(math.MaxUint64)
+		for t := range sc.unacked {
+			lowest = min(lowest, t)
+		}
+		sc.mu.Unlock()
+		slices.Sort(live)
+		cut := 0
+		for cut < len(live) && live[cut] < lowest {
+			cut++
+		}
+		var err error
+		if cut > 0 {
+			err = sc.ch.Ack(live[cut-1], true)
+		}
+		for _, t := range live[cut:] {
+			if e := sc.ch.Ack(t, false); e != nil && err == nil {
+				err = e
+			}
+		}
+		if err != nil && !errors.Is(err, amqp.ErrClosed) && !sc.ch.IsClosed() {
+			errs = append(errs, brokerErr("ack", err))
+		}
+		tags = tags[:0]
+	}
+	for _, id := range ids {
+		ref, ok := id.(*ackRef)
+		if !ok || ref == nil {
+			errs = append(errs, fmt.Errorf("%w: rabbitmq: AckID of type %T is not from this adapter", transport.ErrInvalid, id))
+			continue
+		}
+		if ref.sc != sc {
+			flush()
+			sc = ref.sc
+		}
+		tags = append(tags, ref.tag)
+	}
+	flush()
 	return errors.Join(errs...)
 }
 
