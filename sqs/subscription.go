@@ -54,7 +54,7 @@ func (p *poller) receive(ctx context.Context, n int) ([]sqstypes.Message, error)
 	return out.Messages, nil
 }
 
-// recover handles a failed poll: it waits (exponential backoff up to 5s)
+// recover handles a failed poll: it waits (exponential backoff up to 2s)
 // and, when the queue is gone, declares it again. It returns false when
 // stop is closed.
 func (p *poller) recover(ctx context.Context, stop <-chan struct{}, err error) bool {
@@ -62,7 +62,7 @@ func (p *poller) recover(ctx context.Context, stop <-chan struct{}, err error) b
 	if p.backoff == 0 {
 		p.backoff = 100 * time.Millisecond
 	} else {
-		p.backoff = min(2*p.backoff, 5*time.Second)
+		p.backoff = min(2*p.backoff, 2*time.Second)
 	}
 	wait := p.backoff
 	p.mu.Unlock()
