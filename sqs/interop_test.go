@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	sbsqs "github.com/switchboard-go/switchboard/sqs"
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	sbsqs "github.com/switchboard-go/switchboard/sqs"
 	"github.com/switchboard-go/switchboard/transport"
 )
 

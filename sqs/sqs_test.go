@@ -490,3 +490,42 @@ func TestURLOptions(t *testing.T) {
 		t.Fatalf("want ErrUnavailable, got %v", err)
 	}
 }
+
+// TestConcurrentAcks acks one message per call from many goroutines (the
+// adapter coalesces them into DeleteMessageBatch calls).
+func TestConcurrentAcks(t *testing.T) {
+	tr := open(t, "")
+	p := uniq(t)
+	ctx := context.Background()
+	q := transport.Queue(p + "acks")
+	s, err := tr.Subscribe(ctx, q, "", transport.SubscribeOptions{MaxInFlight: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*transport.Message
+	for i := range 50 {
+		batch = append(batch, msg(i, ""))
+	}
+	if err := tr.Send(ctx, q, batch); err != nil {
+		t.Fatal(err)
+	}
+	got := recvN(t, s, 50, false)
+	errs := make(chan error, len(got))
+	for _, m := range got {
+		go func() { errs <- s.Ack(ctx, []any{m.AckID}) }()
+	}
+	for range got {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := tr.Subscribe(ctx, q, "", transport.SubscribeOptions{MaxInFlight: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	expectNone(t, s2, 1500*time.Millisecond)
+}

@@ -142,6 +142,8 @@ type subscription struct {
 	buf    []*transport.Message
 	held   map[string]time.Time // receipt handle -> visibility deadline
 
+	deletes batcher
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -161,6 +163,7 @@ func newSubscription(t *Transport, name, qurl string, declare func(context.Conte
 	for range maxInFlight {
 		s.tokens <- struct{}{}
 	}
+	s.deletes = batcher{flush: s.deleteBatch, maxFlights: 4}
 	return s
 }
 
@@ -373,41 +376,48 @@ func (s *subscription) take(ids []any) ([]string, error) {
 	return receipts, nil
 }
 
-// Ack implements transport.Subscription: DeleteMessageBatch, 10 per call.
+// Ack implements transport.Subscription: DeleteMessageBatch, 10 per call;
+// concurrent Acks share calls (see batcher).
 func (s *subscription) Ack(ctx context.Context, ids []any) error {
 	receipts, err := s.take(ids)
 	if err != nil || len(receipts) == 0 {
 		return err
 	}
-	qurl := s.p.queueURL()
-	var errs []error
-	for start := 0; start < len(receipts); start += maxBatch {
-		part := receipts[start:min(start+maxBatch, len(receipts))]
-		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(part))
-		for i, rh := range part {
-			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(rh)}
+	return s.deletes.do(ctx, receipts)
+}
+
+// deleteBatch deletes up to 10 receipts in one call.
+func (s *subscription) deleteBatch(ctx context.Context, part []string) map[string]error {
+	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(part))
+	for i, rh := range part {
+		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(rh)}
+	}
+	out, err := s.p.t.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.p.queueURL()), Entries: entries})
+	if err != nil {
+		err = wrapErr("DeleteMessageBatch "+s.p.name, err)
+		failed := make(map[string]error, len(part))
+		for _, rh := range part {
+			failed[rh] = err
 		}
-		out, err := s.p.t.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(qurl), Entries: entries})
-		if err != nil {
-			errs = append(errs, wrapErr("DeleteMessageBatch "+s.p.name, err))
+		return failed
+	}
+	var failed map[string]error
+	for _, f := range out.Failed {
+		c := aws.ToString(f.Code)
+		if c == "ReceiptHandleIsInvalid" {
+			// A delivery from before a restart: the broker redelivers it.
+			s.p.t.log.Info("sqs: ack of a stale delivery ignored", "from", s.p.name)
 			continue
 		}
-		var codes, texts []string
-		for _, f := range out.Failed {
-			c := aws.ToString(f.Code)
-			if c == "ReceiptHandleIsInvalid" {
-				// A delivery from before a restart: the broker redelivers it.
-				s.p.t.log.Info("sqs: ack of a stale delivery ignored", "from", s.p.name)
-				continue
+		i, _ := strconv.Atoi(aws.ToString(f.Id))
+		if i >= 0 && i < len(part) {
+			if failed == nil {
+				failed = map[string]error{}
 			}
-			codes = append(codes, c)
-			texts = append(texts, aws.ToString(f.Message))
-		}
-		if err := batchErr("DeleteMessageBatch "+s.p.name, codes, texts); err != nil {
-			errs = append(errs, err)
+			failed[part[i]] = batchErr("DeleteMessageBatch "+s.p.name, []string{c}, []string{aws.ToString(f.Message)})
 		}
 	}
-	return errors.Join(errs...)
+	return failed
 }
 
 // Nack implements transport.Subscription: visibility 0, 10 per call.
@@ -439,6 +449,7 @@ func (s *subscription) Close() error {
 		s.wg.Wait()
 		grace.Stop()
 		s.cancel()
+		s.deletes.wait()
 		s.mu.Lock()
 		receipts := make([]string, 0, len(s.held))
 		for rh := range s.held {
