@@ -112,7 +112,12 @@ func RedactURL(u *url.URL) string {
 			c.RawQuery = q.Encode()
 		}
 	}
-	return c.String()
+	out := c.String()
+	// url.URL.String drops the "//" of an empty authority ("sqs://?…").
+	if c.Opaque == "" && c.Scheme != "" && !strings.HasPrefix(out, c.Scheme+"://") {
+		out = c.Scheme + "://" + strings.TrimPrefix(out, c.Scheme+":")
+	}
+	return out
 }
 
 // IsSecretParam reports whether a URL query parameter name is one whose

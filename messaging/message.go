@@ -1,0 +1,244 @@
+package messaging
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+// Message is a message sent or received through a Client.
+//
+// When sending, only Body is required; ID and Time are filled in when
+// empty. The caller must not modify a message, its Headers or its Body
+// while a call that sends it is running.
+type Message struct {
+	// ID identifies the message, stable across redeliveries. A UUID is
+	// generated when empty.
+	ID string
+	// Key orders messages: a consumer handles messages with the same
+	// non-empty key one at a time, in the order they were published.
+	Key string
+	// Headers are application headers. Names must be valid UTF-8, not
+	// empty, and must not begin with the reserved prefix "sb-".
+	Headers map[string]string
+	// Body is the payload; it may be empty.
+	Body []byte
+	// ContentType is the MIME type of Body, for example
+	// "application/json".
+	ContentType string
+	// Type names the kind of message, for example "order.created".
+	Type string
+	// Version is the version of Type's schema, for example "2".
+	Version string
+	// Time is when the message was created; now when zero.
+	Time time.Time
+	// CorrelationID ties a reply to its request. Set by Request and
+	// Gather on requests; copied onto replies.
+	CorrelationID string
+	// ReplyTo is the address replies go to. Set by Request and Gather.
+	ReplyTo string
+
+	// Topic is, on a received message, the topic, queue or service it was
+	// received from.
+	Topic string
+	// Attempt is, on a received message, the delivery attempt this
+	// handler call is: 1 the first time, 2 on the first retry, and so on.
+	Attempt int
+
+	asFunc   func(any) bool
+	reserved map[string]string // received "sb-" headers, kept apart from Headers
+}
+
+// As converts a received message to the broker's native message type (for
+// example *amqp091.Delivery, *kafka.Message, *sqstypes.Message), as the Go
+// CDK's As methods do. It returns false when target is not supported or
+// the message was not received from a broker.
+func (m *Message) As(target any) bool {
+	if m.asFunc == nil {
+		return false
+	}
+	return m.asFunc(target)
+}
+
+// Header returns the value of the named header, or "".
+func (m *Message) Header(name string) string { return m.Headers[name] }
+
+// SetHeader sets a header, allocating Headers when nil.
+func (m *Message) SetHeader(name, value string) {
+	if m.Headers == nil {
+		m.Headers = make(map[string]string, 4)
+	}
+	m.Headers[name] = value
+}
+
+// ReservedHeaderPrefix begins the names of the headers this package uses
+// for itself. Applications may not set headers with this prefix.
+const ReservedHeaderPrefix = "sb-"
+
+// Reserved headers.
+const (
+	hdrDeadline  = "sb-deadline"   // request deadline, Unix milliseconds
+	hdrError     = "sb-error"      // responder error text on a reply
+	hdrErrorCode = "sb-error-code" // responder error code on a reply
+	hdrDLQ       = "sb-dlq-"       // prefix of the failure envelope headers
+)
+
+// Limits on names and headers, the same on every transport.
+const (
+	// MaxNameLength is the longest topic, group, queue or service name.
+	MaxNameLength = 128
+	// MaxHeaderNameLength is the longest header name.
+	MaxHeaderNameLength = 256
+	// MaxHeadersSize is the most bytes of header names and values a
+	// message may carry.
+	MaxHeadersSize = 64 << 10
+)
+
+// validName checks a topic, group, queue or service name: 1 to
+// MaxNameLength characters from [A-Za-z0-9._-], starting with a letter or
+// digit.
+func validName(what, name string) error {
+	if name == "" {
+		return invalid("%s name is empty", what)
+	}
+	if len(name) > MaxNameLength {
+		return invalid("%s name is %d bytes long; the limit is %d", what, len(name), MaxNameLength)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			i > 0 && (c == '.' || c == '_' || c == '-')
+		if !ok {
+			return invalid("%s name %q: character %q at %d is not allowed (use A-Z a-z 0-9 . _ -, starting with a letter or digit)", what, name, c, i)
+		}
+	}
+	return nil
+}
+
+// prepare validates m and converts it for the transport, filling in the ID
+// and time. It never modifies m.
+func (c *Client) prepare(m *Message, now time.Time) (*transport.Message, error) {
+	tm := new(transport.Message)
+	if err := c.prepareInto(tm, m, now); err != nil {
+		return nil, err
+	}
+	return tm, nil
+}
+
+// prepareInto is prepare writing into tm.
+func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) error {
+	if m == nil {
+		return invalid("nil message")
+	}
+	size := 0
+	for k, v := range m.Headers {
+		if k == "" || len(k) > MaxHeaderNameLength || !utf8.ValidString(k) {
+			return invalid("header name %q must be 1 to %d bytes of valid UTF-8", k, MaxHeaderNameLength)
+		}
+		if isReserved(k) {
+			return invalid("header name %q uses the reserved prefix %q", k, ReservedHeaderPrefix)
+		}
+		if !utf8.ValidString(v) {
+			return invalid("header %q has a value that is not valid UTF-8", k)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxHeadersSize {
+		return errorf(ErrMessageTooLarge, "headers are %d bytes; the limit is %d", size, MaxHeadersSize)
+	}
+	*tm = transport.Message{
+		ID:            m.ID,
+		Key:           m.Key,
+		Body:          m.Body,
+		Headers:       m.Headers,
+		ContentType:   m.ContentType,
+		Type:          m.Type,
+		Version:       m.Version,
+		Time:          m.Time,
+		CorrelationID: m.CorrelationID,
+		ReplyTo:       m.ReplyTo,
+	}
+	if tm.ID == "" {
+		tm.ID = uuid.NewString()
+	}
+	if tm.Time.IsZero() {
+		tm.Time = now
+	}
+	return c.checkSize(tm)
+}
+
+func (c *Client) checkSize(tm *transport.Message) error {
+	if max := c.caps.MaxMessageSize; max > 0 {
+		if n := tm.Size(); n > max {
+			return errorf(ErrMessageTooLarge, "message %s is %d bytes; %s accepts at most %d", tm.ID, n, c.caps.Name, max)
+		}
+	}
+	if max := c.caps.MaxHeaders; max > 0 && len(tm.Headers) > max {
+		return errorf(ErrMessageTooLarge, "message %s has %d headers; %s accepts at most %d", tm.ID, len(tm.Headers), c.caps.Name, max)
+	}
+	return nil
+}
+
+// fromTransport converts a received message. Headers are shared, not
+// copied: the transport hands them over.
+func fromTransport(tm *transport.Message, topic string) *Message {
+	headers, reserved := splitReserved(tm.Headers)
+	return &Message{
+		reserved:      reserved,
+		ID:            tm.ID,
+		Key:           tm.Key,
+		Headers:       headers,
+		Body:          tm.Body,
+		ContentType:   tm.ContentType,
+		Type:          tm.Type,
+		Version:       tm.Version,
+		Time:          tm.Time,
+		CorrelationID: tm.CorrelationID,
+		ReplyTo:       tm.ReplyTo,
+		Topic:         topic,
+		asFunc:        tm.AsFunc,
+	}
+}
+
+// withHeader returns a copy of h with name set to value.
+func withHeader(h map[string]string, name, value string) map[string]string {
+	out := make(map[string]string, len(h)+1)
+	for k, v := range h {
+		out[k] = v
+	}
+	out[name] = value
+	return out
+}
+
+// splitReserved separates the reserved headers from the application's. It
+// allocates only when reserved headers are present.
+func splitReserved(h map[string]string) (user, reserved map[string]string) {
+	n := 0
+	for k := range h {
+		if isReserved(k) {
+			n++
+		}
+	}
+	if n == 0 {
+		return h, nil
+	}
+	reserved = make(map[string]string, n)
+	if len(h) > n {
+		user = make(map[string]string, len(h)-n)
+	}
+	for k, v := range h {
+		if isReserved(k) {
+			reserved[k] = v
+		} else {
+			user[k] = v
+		}
+	}
+	return user, reserved
+}
+
+func isReserved(name string) bool {
+	return len(name) >= len(ReservedHeaderPrefix) && strings.EqualFold(name[:len(ReservedHeaderPrefix)], ReservedHeaderPrefix)
+}

@@ -1,0 +1,53 @@
+package messaging
+
+import (
+	"context"
+
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+// Middleware wraps a Handler, for concerns that apply to every message of
+// a subscription: deduplication, tracing, circuit breaking, decoding. It
+// runs inside the retry loop: once per handler attempt. Returning nil
+// without calling next acknowledges the message (a duplicate, say);
+// blocking before calling next holds the message and, once the
+// subscription's in-flight bound is reached, pauses fetching.
+type Middleware func(next Handler) Handler
+
+// WithMiddleware adds middleware to a subscription. The first one given
+// is the outermost. Middleware set with WithSubscribeDefaults runs
+// outside a subscription's own.
+func WithMiddleware(mw ...Middleware) SubscribeOption {
+	return func(o *subOptions) { o.middleware = append(o.middleware, mw...) }
+}
+
+// SendFunc sends a batch of messages through the transport, as
+// transport.Transport.Send does.
+type SendFunc func(ctx context.Context, to transport.Address, msgs []*transport.Message) error
+
+// SendMiddleware wraps every send of a client: publishes, notifications,
+// requests, replies and dead letters. It may change the messages' Headers
+// (replace the map, never modify it: it may be the caller's) and must not
+// keep the messages after it returns. Use it for tracing, metrics and
+// circuit breaking.
+type SendMiddleware func(next SendFunc) SendFunc
+
+// WithSendMiddleware adds send middleware to the client. The first one
+// given is the outermost.
+func WithSendMiddleware(mw ...SendMiddleware) ClientOption {
+	return func(o *clientOptions) { o.sendMiddleware = append(o.sendMiddleware, mw...) }
+}
+
+func chainHandler(h Handler, mw []Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+func chainSend(s SendFunc, mw []SendMiddleware) SendFunc {
+	for i := len(mw) - 1; i >= 0; i-- {
+		s = mw[i](s)
+	}
+	return s
+}

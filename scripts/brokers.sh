@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Makes sure what the tests need is installed and running on this machine:
+# RabbitMQ (installed with apt if missing, started if stopped), and the
+# command-line clients the interoperability tests use (kcat, amqp-tools,
+# awscli). Kafka needs nothing: the tests start an in-process cluster
+# (kfake). The SQS emulator (fauxqs, pinned in sqs/testdata/emulator) is
+# installed with npm by the SQS tests themselves.
+#
+# It never fails the run by itself: what it cannot provide, the tests
+# report (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
+set -uo pipefail
+
+log() { echo "brokers: $*"; }
+
+can_install=false
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	can_install=true
+fi
+apt_updated=false
+apt_install() { # package...
+	$can_install || { log "cannot install $* (needs root and apt-get)"; return 1; }
+	if ! $apt_updated; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+		apt_updated=true
+	fi
+	log "installing $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || { log "apt-get install $* failed"; return 1; }
+}
+
+port_open() { # port
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-
+}
+
+# Command-line clients for interoperability tests.
+command -v amqp-publish >/dev/null 2>&1 || apt_install amqp-tools
+command -v kcat >/dev/null 2>&1 || apt_install kcat
+command -v aws >/dev/null 2>&1 || apt_install awscli
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+
+# RabbitMQ, unless the tests are pointed at another broker.
+if [ -z "${SWITCHBOARD_AMQP_URL:-}" ]; then
+	if ! port_open 5672; then
+		command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+		if command -v rabbitmq-server >/dev/null 2>&1; then
+			log "starting RabbitMQ"
+			rabbitmq-server -detached >/dev/null 2>&1 || true
+			for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+		fi
+	fi
+	if port_open 5672; then
+		# The restart fault test stops and starts the app: make sure it runs.
+		rabbitmqctl -q await_startup >/dev/null 2>&1 || rabbitmqctl -q start_app >/dev/null 2>&1 || true
+		log "RabbitMQ is up on 127.0.0.1:5672"
+	else
+		log "RabbitMQ is NOT running on 127.0.0.1:5672"
+	fi
+fi
+exit 0
