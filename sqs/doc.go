@@ -41,7 +41,8 @@
 //     sns.amazonaws.com to SendMessage from that topic's ARN. Subscribe returns once
 //     queue, policy and subscription exist, so every group gets every message
 //     published afterwards, durably, whether or not a consumer is connected; the
-//     consumers of one group share its queue.
+//     consumers of one group share its queue. (On real AWS a new subscription
+//     can take a moment to take effect; the emulator applies it at once.)
 //   - Queue Q (notifications, requests): the SQS queue QueueName(Q). Declare and
 //     Subscribe create it; Send looks it up with GetQueueUrl (cached) and fails with
 //     transport.ErrNotFound (QueueDoesNotExist) when it was never declared. That

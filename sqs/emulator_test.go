@@ -96,6 +96,11 @@ func installEmulator() error {
 			installErr = errors.New("node is not on PATH (needed for the fauxqs emulator)")
 			return
 		}
+		if out, err := exec.Command("node", "-e", "process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)").CombinedOutput(); err != nil {
+			v, _ := exec.Command("node", "--version").Output()
+			installErr = fmt.Errorf("fauxqs 1.9.2 needs Node >= 20; node is %s: %v %s", strings.TrimSpace(string(v)), err, out)
+			return
+		}
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", "fauxqs", "package.json")); err == nil {
 			return
 		}
