@@ -122,6 +122,10 @@ func New(cfg aws.Config, opts Options) (*Transport, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 64
+		// Below servers' keep-alive timeouts (fauxqs/fastify: 72s), so
+		// that a request is rarely sent on a connection the server is
+		// closing.
+		tr.IdleConnTimeout = 30 * time.Second
 		cfg.HTTPClient = &http.Client{Transport: tr}
 		t.closeIdle = tr.CloseIdleConnections
 	}
