@@ -157,7 +157,7 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 		return nil, fmt.Errorf("inmem: %w: cannot subscribe to a %v", transport.ErrInvalid, from.Kind)
 	}
 	b.mu.Unlock()
-	s := &subscription{c: c, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{})}
+	s := &subscription{c: c, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -177,7 +177,7 @@ func (c *conn) OpenInbox(context.Context) (transport.Inbox, error) {
 	c.b.mu.Lock()
 	c.b.inboxes[addr] = q
 	c.b.mu.Unlock()
-	in := &inbox{c: c, addr: addr, q: q, closed: make(chan struct{})}
+	in := &inbox{c: c, addr: addr, q: q, closed: make(chan struct{}), wake: make(chan struct{}, 1)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -236,6 +236,7 @@ type subscription struct {
 	outstanding map[*entry]struct{}
 	isClosed    bool
 	closed      chan struct{}
+	wake        chan struct{} // for Receive, which one goroutine calls at a time
 }
 
 // Receive implements transport.Subscription.
@@ -246,7 +247,7 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	s.mu.Unlock()
-	es, err := s.q.pop(ctx, s.closed, max)
+	es, err := s.q.pop(ctx, s.closed, s.wake, max)
 	if err != nil {
 		return nil, err
 	}
@@ -334,6 +335,7 @@ type inbox struct {
 	q      *queue
 	once   sync.Once
 	closed chan struct{}
+	wake   chan struct{}
 }
 
 // Address implements transport.Inbox.
@@ -346,7 +348,7 @@ func (in *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	default:
 	}
-	es, err := in.q.pop(ctx, in.closed, 64)
+	es, err := in.q.pop(ctx, in.closed, in.wake, 64)
 	if err != nil {
 		return nil, err
 	}

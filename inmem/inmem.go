@@ -133,38 +133,49 @@ type queue struct {
 	ready   []*entry // ready[head:] wait for delivery
 	head    int
 	seq     uint64
-	waiters int
-	signal  chan struct{} // closed when entries are added or room is made
+	waiting []chan struct{} // wake channels of blocked callers
 }
 
-func newQueue(max int) *queue { return &queue{max: max, signal: make(chan struct{})} }
+func newQueue(max int) *queue { return &queue{max: max} }
 
 func (q *queue) len() int { return len(q.ready) - q.head }
 
-// broadcast wakes waiters; called with q.mu held.
+// broadcast wakes every blocked caller; called with q.mu held.
 func (q *queue) broadcast() {
-	if q.waiters > 0 {
-		close(q.signal)
-		q.signal = make(chan struct{})
+	for i, w := range q.waiting {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+		q.waiting[i] = nil
 	}
+	q.waiting = q.waiting[:0]
 }
 
-// wait releases q.mu until the queue changes or ctx ends, and takes it
-// again; called with q.mu held.
-func (q *queue) wait(ctx context.Context, closed <-chan struct{}) error {
-	ch := q.signal
-	q.waiters++
+// wait releases q.mu until the queue changes, ctx ends or closed is
+// closed, and takes it again; called with q.mu held. wake is the caller's
+// own channel, with a buffer of one, reused across calls; a wake-up may be
+// spurious, so callers re-check their condition.
+func (q *queue) wait(ctx context.Context, closed <-chan struct{}, wake chan struct{}) error {
+	q.waiting = append(q.waiting, wake)
 	q.mu.Unlock()
 	var err error
 	select {
-	case <-ch:
+	case <-wake:
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-closed:
 		err = transport.ErrClosed
 	}
 	q.mu.Lock()
-	q.waiters--
+	if err != nil {
+		for i, w := range q.waiting {
+			if w == wake {
+				q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+				break
+			}
+		}
+	}
 	return err
 }
 
@@ -173,9 +184,13 @@ func (q *queue) wait(ctx context.Context, closed <-chan struct{}) error {
 func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []*transport.Message) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	var wake chan struct{}
 	for _, m := range msgs {
 		for q.len() >= q.max {
-			if err := q.wait(ctx, closed); err != nil {
+			if wake == nil {
+				wake = make(chan struct{}, 1)
+			}
+			if err := q.wait(ctx, closed, wake); err != nil {
 				return fmt.Errorf("inmem: queue full: %w", err)
 			}
 		}
@@ -221,12 +236,12 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
-// pop takes up to max entries, waiting until there is one.
-func (q *queue) pop(ctx context.Context, closed <-chan struct{}, max int) ([]*entry, error) {
+// pop takes up to max entries, waiting on wake until there is one.
+func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int) ([]*entry, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.len() == 0 {
-		if err := q.wait(ctx, closed); err != nil {
+		if err := q.wait(ctx, closed, wake); err != nil {
 			return nil, err
 		}
 	}

@@ -31,7 +31,8 @@ type DeadLetter struct {
 	Topic string
 	// Group is the consumer group, empty for a queue.
 	Group string
-	// Attempts is how many times the handler was called.
+	// Attempts is the delivery attempt of the last handler call (see
+	// Message.Attempt).
 	Attempts int
 	// LastError is the text of the handler's last error.
 	LastError string

@@ -1,11 +1,12 @@
 package messaging
 
 import (
+	"maps"
+	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -24,7 +25,9 @@ type Message struct {
 	// Headers are application headers. Names must be valid UTF-8, not
 	// empty, and must not begin with the reserved prefix "sb-".
 	Headers map[string]string
-	// Body is the payload; it may be empty.
+	// Body is the payload; it may be empty. On a received message it is
+	// read-only: it may be shared with redeliveries and, on some
+	// transports, with other groups. Copy it before changing it.
 	Body []byte
 	// ContentType is the MIME type of Body, for example
 	// "application/json".
@@ -44,8 +47,13 @@ type Message struct {
 	// Topic is, on a received message, the topic, queue or service it was
 	// received from.
 	Topic string
-	// Attempt is, on a received message, the delivery attempt this
+	// Attempt is, on a received message, which delivery attempt this
 	// handler call is: 1 the first time, 2 on the first retry, and so on.
+	// Where the broker reports delivery counts (see
+	// transport.Capabilities.DeliveryCount), earlier deliveries to other
+	// consumers count too, including ones released unhandled at a
+	// shutdown and ones lost with a crashed consumer; elsewhere the count
+	// starts again at 1 when another consumer gets the message.
 	Attempt int
 
 	asFunc   func(any) bool
@@ -162,7 +170,7 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 		ReplyTo:       m.ReplyTo,
 	}
 	if tm.ID == "" {
-		tm.ID = uuid.NewString()
+		tm.ID = newID()
 	}
 	if tm.Time.IsZero() {
 		tm.Time = now
@@ -182,10 +190,14 @@ func (c *Client) checkSize(tm *transport.Message) error {
 	return nil
 }
 
-// fromTransport converts a received message. Headers are shared, not
-// copied: the transport hands them over.
+// fromTransport converts a received message. Each call gets its own
+// Headers, so that what one handler attempt changes is not seen by the
+// next, by another group or in a dead letter; Body is shared, read-only.
 func fromTransport(tm *transport.Message, topic string) *Message {
 	headers, reserved := splitReserved(tm.Headers)
+	if len(headers) > 0 && len(reserved) == 0 { // splitReserved made no copy
+		headers = maps.Clone(headers)
+	}
 	return &Message{
 		reserved:      reserved,
 		ID:            tm.ID,
@@ -241,4 +253,32 @@ func splitReserved(h map[string]string) (user, reserved map[string]string) {
 
 func isReserved(name string) bool {
 	return len(name) >= len(ReservedHeaderPrefix) && strings.EqualFold(name[:len(ReservedHeaderPrefix)], ReservedHeaderPrefix)
+}
+
+// newID returns a random (version 4) UUID string. It draws from
+// math/rand/v2's runtime source (ChaCha8, seeded from the system's
+// entropy, per thread), which is unpredictable enough for message IDs and,
+// unlike uuid.NewString, does not allocate beyond the string.
+func newID() string {
+	const hex = "0123456789abcdef"
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
+	lo = lo&^(0x3<<62) | 0x2<<62 // variant 10
+	var b [36]byte
+	j := 0
+	for i := 0; i < 16; i++ {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		var v byte
+		if i < 8 {
+			v = byte(hi >> (56 - 8*i))
+		} else {
+			v = byte(lo >> (56 - 8*(i-8)))
+		}
+		b[j], b[j+1] = hex[v>>4], hex[v&0xf]
+		j += 2
+	}
+	return string(b[:])
 }

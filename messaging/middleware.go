@@ -51,3 +51,16 @@ func chainSend(s SendFunc, mw []SendMiddleware) SendFunc {
 	}
 	return s
 }
+
+type drainingKey struct{}
+
+// Draining returns a channel that is closed when the subscription whose
+// handler was given ctx starts shutting down, or nil (which blocks
+// forever) for any other context. Middleware that waits before calling
+// the handler, such as a paused circuit breaker, selects on it and returns
+// an error, so that the message is released at once instead of at the
+// drain deadline.
+func Draining(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(drainingKey{}).(chan struct{})
+	return ch
+}

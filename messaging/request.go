@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/transport"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -77,14 +76,14 @@ func (c *Client) replying(service string, h ReplyHandler) Handler {
 			if errors.As(err, &ce) {
 				h[hdrErrorCode] = ce.code
 			}
-			tm = &transport.Message{ID: uuid.NewString(), Time: time.Now(), Headers: h}
+			tm = &transport.Message{ID: newID(), Time: time.Now(), Headers: h}
 		} else {
 			if reply == nil {
 				reply = &Message{}
 			}
 			if tm, err = c.prepare(reply, time.Now()); err != nil {
 				// The reply itself is bad: tell the requester.
-				tm = &transport.Message{ID: uuid.NewString(), Time: time.Now(),
+				tm = &transport.Message{ID: newID(), Time: time.Now(),
 					Headers: map[string]string{hdrError: errorText(fmt.Errorf("invalid reply: %w", err))}}
 			}
 		}
@@ -233,7 +232,7 @@ func (c *Client) RequestAsync(ctx context.Context, service string, req *Message,
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}
-	f := &Future{corr: uuid.NewString(), service: service, done: make(chan struct{})}
+	f := &Future{corr: newID(), service: service, done: make(chan struct{})}
 	for _, o := range opts {
 		o(f)
 	}
@@ -365,7 +364,8 @@ func (g *gatherer) deliver(m *Message) {
 // cancelled. It always returns what arrived. The error is nil when the
 // wanted count arrived, or when no count was wanted and the deadline
 // passed; ErrTimeout when a wanted count did not arrive in time;
-// ctx.Err() when ctx was cancelled. Zero responders is not an error.
+// ctx.Err() when ctx was cancelled. Zero responders is not an error. The
+// Gathered is never nil, even when the request could not be sent.
 func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ...GatherOption) (*Gathered, error) {
 	if err := validName("topic", topic); err != nil {
 		return nil, err
@@ -383,11 +383,11 @@ func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ..
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	g := &gatherer{topic: topic, want: o.want, full: make(chan struct{})}
-	corr := uuid.NewString()
+	corr := newID()
 	sctx, span := c.tel.startClient(ctx, "gather", topic)
 	if _, err := c.startRequest(sctx, transport.Topic(topic), req, corr, g); err != nil {
 		endSpan(span, err)
-		return nil, err
+		return &Gathered{}, err
 	}
 	var err error
 	select {

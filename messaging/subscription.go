@@ -140,7 +140,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		done:     make(chan struct{}),
 	}
 	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
-	s.handlerCtx, s.hardStop = context.WithCancel(context.Background())
+	s.handlerCtx, s.hardStop = context.WithCancel(context.WithValue(context.Background(), drainingKey{}, s.drainCh))
 	s.acks = newAcker(ts, s.log)
 	s.sm = c.tel.forSubscription(source, group)
 	if err := c.addSub(s); err != nil {
@@ -312,12 +312,15 @@ func (s *Subscription) process(tm *transport.Message) {
 		if first.IsZero() {
 			first = now
 		}
-		if IsPermanent(err) || attempt >= s.o.retry.MaxAttempts {
-			s.deadLetter(tm, err, attempt, first, now)
+		if s.draining.Load() && !IsPermanent(err) {
+			// Shutting down: the failure may be the shutdown's doing
+			// (a cancelled context). Release the message; its next
+			// consumer tries again.
+			s.settle(tm, true)
 			return
 		}
-		if s.draining.Load() {
-			s.settle(tm, true)
+		if IsPermanent(err) || attempt >= s.o.retry.MaxAttempts {
+			s.deadLetter(tm, err, attempt, first, now)
 			return
 		}
 		if bo == nil {
@@ -466,18 +469,21 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // acker batches acknowledgements: whatever accumulates while one call to
 // the transport is in progress goes in the next call.
 type acker struct {
-	ts   transport.Subscription
-	log  *slog.Logger
-	mu   sync.Mutex
-	acks []any
-	nack []any
-	shut bool
-	wake chan struct{}
-	done chan struct{}
+	ts     transport.Subscription
+	log    *slog.Logger
+	ctx    context.Context // for ack and nack calls; cancelled if a flush at close hangs
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	acks   []any
+	nack   []any
+	shut   bool
+	wake   chan struct{}
+	done   chan struct{}
 }
 
 func newAcker(ts transport.Subscription, log *slog.Logger) *acker {
 	a := &acker{ts: ts, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	go a.run()
 	return a
 }
@@ -510,19 +516,15 @@ func (a *acker) run() {
 		shut := a.shut
 		a.mu.Unlock()
 		if len(acks) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := a.ts.Ack(ctx, acks); err != nil {
+			if err := a.ts.Ack(a.ctx, acks); err != nil {
 				a.log.Warn("switchboard: ack failed; the broker will redeliver", "count", len(acks), "error", err)
 			}
-			cancel()
 			clear(acks)
 		}
 		if len(nacks) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := a.ts.Nack(ctx, nacks); err != nil {
+			if err := a.ts.Nack(a.ctx, nacks); err != nil {
 				a.log.Warn("switchboard: nack failed; the broker will redeliver", "count", len(nacks), "error", err)
 			}
-			cancel()
 			clear(nacks)
 		}
 		if shut {
@@ -530,6 +532,9 @@ func (a *acker) run() {
 		}
 	}
 }
+
+// ackFlushTimeout bounds the last flush of acknowledgements at close.
+const ackFlushTimeout = 30 * time.Second
 
 // close flushes what is pending and stops the acker.
 func (a *acker) close() {
@@ -540,5 +545,8 @@ func (a *acker) close() {
 	case a.wake <- struct{}{}:
 	default:
 	}
+	t := time.AfterFunc(ackFlushTimeout, a.cancel)
 	<-a.done
+	t.Stop()
+	a.cancel()
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is installed and running on this machine:
-# RabbitMQ (installed with apt if missing, started if stopped), and the
+# RabbitMQ and Redis (installed with apt if missing, started if stopped), and the
 # command-line clients the interoperability tests use (kcat, amqp-tools,
 # awscli). Kafka needs nothing: the tests start an in-process cluster
 # (kfake). The SQS emulator (fauxqs, pinned in sqs/testdata/emulator) is
 # installed with npm by the SQS tests themselves.
 #
-# It never fails the run by itself: what it cannot provide, the tests
-# report (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
+# It never fails the run by itself. For what it cannot provide,
+# scripts/test.sh then tries containers where Docker runs
+# (containers/cmd/sbbrokers); what is still missing, the tests report
+# (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
 set -uo pipefail
 
 log() { echo "brokers: $*"; }
@@ -54,5 +56,15 @@ if [ -z "${SWITCHBOARD_AMQP_URL:-}" ]; then
 	else
 		log "RabbitMQ is NOT running on 127.0.0.1:5672"
 	fi
+fi
+# Redis, for the Redis deduplication store, unless one is given.
+if [ -z "${SWITCHBOARD_REDIS_URL:-}" ] && ! port_open 6379; then
+	command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+	if command -v redis-server >/dev/null 2>&1; then
+		log "starting Redis"
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null 2>&1 || true
+		for _ in $(seq 1 30); do port_open 6379 && break; sleep 1; done
+	fi
+	port_open 6379 && log "Redis is up on 127.0.0.1:6379" || log "Redis is NOT running on 127.0.0.1:6379"
 fi
 exit 0

@@ -6,6 +6,12 @@
 # awscli), then vets and runs every package's tests with the race detector.
 # Brokers given in the environment (SWITCHBOARD_AMQP_URL,
 # SWITCHBOARD_KAFKA_BROKERS, SWITCHBOARD_SQS_ENDPOINT) are used as they are.
+# A broker with neither an endpoint nor a local fixture (RabbitMQ on
+# 127.0.0.1:5672; Node >= 20 and npm for the SQS emulator; Kafka needs none,
+# kfake runs in process) is started in a container where Docker runs
+# (containers/, a separate module: containers/README.md), and removed at
+# exit. SWITCHBOARD_CONTAINERS=kafka,rabbitmq,sqs (or all) forces containers
+# for those brokers; SWITCHBOARD_CONTAINERS=none never starts any.
 # Set SWITCHBOARD_REQUIRE=all to make a missing broker fail instead of skip.
 # Extra arguments go to `go test` (for example -run TestConformance -v).
 set -euo pipefail
@@ -13,8 +19,55 @@ cd "$(dirname "$0")/.."
 
 bash scripts/brokers.sh
 
+# Containers for the brokers that are still missing, where Docker runs.
+port_open() { # port
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-
+}
+forced=",$(echo "${SWITCHBOARD_CONTAINERS:-}" | tr 'A-Z ' 'a-z,'),"
+forced() { [[ $forced == *",all,"* || $forced == *",$1,"* ]]; }
+node_ok() {
+	command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 &&
+		node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' >/dev/null 2>&1
+}
+want=()
+if [ -z "${SWITCHBOARD_KAFKA_BROKERS:-}" ] && forced kafka; then
+	want+=(kafka)
+fi
+if [ -z "${SWITCHBOARD_AMQP_URL:-}" ] && { forced rabbitmq || ! port_open 5672; }; then
+	want+=(rabbitmq)
+fi
+if [ -z "${SWITCHBOARD_SQS_ENDPOINT:-}" ] && { forced sqs || forced localstack || ! node_ok; }; then
+	want+=(localstack)
+fi
+if [ ${#want[@]} -gt 0 ] && [[ $forced != *",none,"* ]]; then
+	echo "== containers for ${want[*]} (containers/cmd/sbbrokers)"
+	sbbrokers_dir=$(mktemp -d)
+	export SBBROKERS_RUN="test-$$-$(date +%s)"
+	stop_containers() {
+		"$sbbrokers_dir/sbbrokers" down >/dev/null 2>&1 || true
+		rm -rf "$sbbrokers_dir"
+	}
+	trap stop_containers EXIT
+	rc=0
+	(cd containers && go build -o "$sbbrokers_dir/sbbrokers" ./cmd/sbbrokers) || rc=$?
+	if [ $rc = 0 ]; then
+		exports=$("$sbbrokers_dir/sbbrokers" up "${want[@]}") || rc=$?
+	fi
+	case $rc in
+	0)
+		eval "$exports"
+		echo "$exports" | sed 's/^/containers: /'
+		;;
+	3) echo "containers: no Docker here; the tests use what there is" ;;
+	*) echo "containers: could not start ${want[*]} (exit $rc); the tests use what there is" ;;
+	esac
+fi
+
 echo "== go vet ./..."
 go vet ./...
+
+echo "== containers: go vet ./... && go test ./..."
+(cd containers && go vet ./... && go test -count=1 ./...)
 
 echo "== go test -race ./... $*"
 go test -race -count=1 -timeout 40m "$@" ./...

@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
+	neturl "net/url"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/testenv"
 	"github.com/switchboard-go/switchboard/messaging"
+	"github.com/switchboard-go/switchboard/rabbitmq"
 )
 
 // runShop runs the whole shop on a client opened from url and checks each
@@ -43,3 +49,44 @@ func runShop(t *testing.T, url string) {
 }
 
 func TestShopInMemory(t *testing.T) { runShop(t, "mem://") }
+
+// TestShopOnRabbitMQ runs the same code on RabbitMQ: only the URL changes
+// (its prefix option keeps each run's queues apart).
+func TestShopOnRabbitMQ(t *testing.T) {
+	url := os.Getenv("SWITCHBOARD_AMQP_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second); err != nil {
+			testenv.Missing(t, "rabbitmq", "SWITCHBOARD_AMQP_URL is unset and nothing answers on 127.0.0.1:5672")
+		} else {
+			c.Close()
+		}
+	}
+	url = withQuery(url, "prefix", "shop-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-")
+	t.Cleanup(func() { // delete the run's queues and exchanges
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		tr, err := rabbitmq.Open(ctx, url, nil)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer tr.Close()
+		if err := tr.DeleteDeclared(ctx, ""); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	runShop(t, url)
+}
+
+// withQuery adds a query parameter to a URL.
+func withQuery(raw, k, v string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set(k, v)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,409 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+const backoffMin = 50 * time.Millisecond
+
+// backoff returns the delay after attempt n (0-based), with jitter.
+func backoff(n int, max time.Duration) time.Duration {
+	d := backoffMin << min(n, 16)
+	if d > max || d <= 0 {
+		d = max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepCtx waits d, or until ctx or done ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-done:
+	}
+	return false
+}
+
+// connMgr owns the AMQP connection and redials it when it drops.
+type connMgr struct {
+	url  string
+	cfg  amqp.Config
+	log  *slog.Logger
+	maxB time.Duration
+
+	mu      sync.Mutex
+	conn    *amqp.Connection
+	gen     uint64
+	ready   chan struct{} // closed while conn is set
+	lastErr error
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+func dialConn(ctx context.Context, url string, cfg amqp.Config, log *slog.Logger, maxB time.Duration) (*connMgr, error) {
+	m := &connMgr{url: url, cfg: cfg, log: log, maxB: maxB, ready: make(chan struct{}), done: make(chan struct{})}
+	conn, err := m.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.conn, m.gen = conn, 1
+	close(m.ready)
+	m.wg.Add(1)
+	go m.loop(conn)
+	return m, nil
+}
+
+// dial dials once, bounded by ctx.
+func (m *connMgr) dial(ctx context.Context) (*amqp.Connection, error) {
+	type res struct {
+		c   *amqp.Connection
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := amqp.DialConfig(m.url, m.cfg)
+		ch <- res{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, brokerErr("dial", r.err)
+		}
+		return r.c, nil
+	case <-ctx.Done():
+		go func() { // do not leak the connection the dial may still produce
+			if r := <-ch; r.c != nil {
+				_ = r.c.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w: rabbitmq: dial: %w", transport.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (m *connMgr) loop(conn *amqp.Connection) {
+	defer m.wg.Done()
+	for {
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case err := <-closed:
+			m.log.Warn("rabbitmq: connection lost", "err", err)
+		case <-m.done:
+			_ = conn.Close()
+			return
+		}
+		m.mu.Lock()
+		m.conn = nil
+		m.ready = make(chan struct{})
+		m.mu.Unlock()
+		_ = conn.Close()
+		for n := 0; ; n++ {
+			if !sleepCtx(context.Background(), m.done, backoff(n, m.maxB)) {
+				return
+			}
+			c, err := amqp.DialConfig(m.url, m.cfg)
+			if err != nil {
+				m.mu.Lock()
+				m.lastErr = err
+				m.mu.Unlock()
+				m.log.Debug("rabbitmq: redial failed", "attempt", n+1, "err", err)
+				continue
+			}
+			conn = c
+			break
+		}
+		select {
+		case <-m.done:
+			_ = conn.Close()
+			return
+		default:
+		}
+		m.log.Info("rabbitmq: reconnected")
+		m.mu.Lock()
+		m.conn = conn
+		m.gen++
+		m.lastErr = nil
+		close(m.ready)
+		m.mu.Unlock()
+	}
+}
+
+// current returns the connection and its generation without waiting
+// (nil while reconnecting).
+func (m *connMgr) current() (*amqp.Connection, uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conn, m.gen
+}
+
+// get waits for an open connection.
+func (m *connMgr) get(ctx context.Context, done <-chan struct{}) (*amqp.Connection, uint64, error) {
+	for {
+		m.mu.Lock()
+		c, gen, ready, last := m.conn, m.gen, m.ready, m.lastErr
+		m.mu.Unlock()
+		if c != nil && !c.IsClosed() {
+			return c, gen, nil
+		}
+		if c != nil { // dropped; the loop has not noticed yet
+			if !sleepCtx(ctx, done, 10*time.Millisecond) {
+				return nil, 0, m.waitErr(ctx, done, last)
+			}
+			continue
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, 0, m.waitErr(ctx, done, last)
+		case <-done:
+			return nil, 0, transport.ErrClosed
+		case <-m.done:
+			return nil, 0, transport.ErrClosed
+		}
+	}
+}
+
+func (m *connMgr) waitErr(ctx context.Context, done <-chan struct{}, last error) error {
+	select {
+	case <-done:
+		return transport.ErrClosed
+	case <-m.done:
+		return transport.ErrClosed
+	default:
+	}
+	if last != nil {
+		return fmt.Errorf("%w: rabbitmq: reconnecting (last error: %v): %w", transport.ErrUnavailable, last, ctx.Err())
+	}
+	return fmt.Errorf("%w: rabbitmq: reconnecting: %w", transport.ErrUnavailable, ctx.Err())
+}
+
+func (m *connMgr) close() {
+	m.closeOnce.Do(func() { close(m.done) })
+	m.wg.Wait()
+}
+
+// keeper maintains one AMQP channel: it opens it, runs setup, and when the
+// channel or its connection closes, opens and sets up a new one, until
+// stopped. S is the per-channel state setup builds.
+type keeper[S any] struct {
+	m     *connMgr
+	name  string
+	setup func(ctx context.Context, ch *amqp.Channel) (S, error)
+	lost  func(S, *amqp.Error) // called once a channel's state is lost; may be nil
+
+	mu    sync.Mutex
+	ch    *amqp.Channel
+	state S
+	ok    bool
+	ready chan struct{}
+
+	done     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+func newKeeper[S any](m *connMgr, name string, setup func(context.Context, *amqp.Channel) (S, error), lost func(S, *amqp.Error)) *keeper[S] {
+	return &keeper[S]{m: m, name: name, setup: setup, lost: lost, ready: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start opens the first channel (bounded by ctx) and starts the loop that
+// reopens it.
+func (k *keeper[S]) start(ctx context.Context) error {
+	ch, st, err := k.open(ctx)
+	if err != nil {
+		return err
+	}
+	k.install(ch, st)
+	k.wg.Add(1)
+	go k.loop(ch, st)
+	return nil
+}
+
+func (k *keeper[S]) open(ctx context.Context) (*amqp.Channel, S, error) {
+	var zero S
+	for {
+		conn, _, err := k.m.get(ctx, k.done)
+		if err != nil {
+			return nil, zero, err
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			if conn.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+				continue // wait for the next connection
+			}
+			return nil, zero, brokerErr("open channel", err)
+		}
+		type result struct {
+			st  S
+			err error
+		}
+		rc := make(chan result, 1)
+		go func() {
+			st, err := k.setup(ctx, ch)
+			rc <- result{st, err}
+		}()
+		var r result
+		select {
+		case r = <-rc:
+		case <-ctx.Done():
+			_ = ch.Close() // unblocks the setup's RPCs
+			<-rc
+			return nil, zero, fmt.Errorf("%w: rabbitmq: set up %s: %w", transport.ErrUnavailable, k.name, ctx.Err())
+		}
+		st, err := r.st, r.err
+		if err != nil {
+			_ = ch.Close()
+			if conn.IsClosed() && ctx.Err() == nil {
+				continue
+			}
+			return nil, zero, err
+		}
+		return ch, st, nil
+	}
+}
+
+func (k *keeper[S]) install(ch *amqp.Channel, st S) {
+	k.mu.Lock()
+	k.ch, k.state, k.ok = ch, st, true
+	close(k.ready)
+	k.mu.Unlock()
+}
+
+func (k *keeper[S]) loop(ch *amqp.Channel, st S) {
+	defer k.wg.Done()
+	for {
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		var cerr *amqp.Error
+		select {
+		case cerr = <-closed:
+		case <-k.done:
+			_ = ch.Close()
+			k.markLost(st, nil)
+			return
+		}
+		k.m.log.Debug("rabbitmq: channel closed", "channel", k.name, "err", cerr)
+		k.markLost(st, cerr)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-k.done:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		var err error
+		for n := 0; ; n++ {
+			ch, st, err = k.open(ctx)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, transport.ErrClosed) || ctx.Err() != nil {
+				cancel()
+				return
+			}
+			k.m.log.Warn("rabbitmq: reopening channel failed", "channel", k.name, "err", err)
+			if !sleepCtx(ctx, k.done, backoff(n, k.m.maxB)) {
+				cancel()
+				return
+			}
+		}
+		cancel()
+		k.install(ch, st)
+	}
+}
+
+func (k *keeper[S]) markLost(st S, cerr *amqp.Error) {
+	k.mu.Lock()
+	if k.ok {
+		k.ok = false
+		k.ch = nil
+		k.ready = make(chan struct{})
+	}
+	k.mu.Unlock()
+	if k.lost != nil {
+		k.lost(st, cerr)
+	}
+}
+
+// current waits for a working channel and returns its state.
+func (k *keeper[S]) current(ctx context.Context) (S, error) {
+	for {
+		k.mu.Lock()
+		st, ok, ready := k.state, k.ok, k.ready
+		k.mu.Unlock()
+		if ok {
+			return st, nil
+		}
+		select {
+		case <-ready:
+		case <-k.done:
+			var zero S
+			return zero, transport.ErrClosed
+		case <-ctx.Done():
+			var zero S
+			k.m.mu.Lock()
+			last := k.m.lastErr
+			k.m.mu.Unlock()
+			return zero, k.m.waitErr(ctx, k.done, last)
+		}
+	}
+}
+
+// peek returns the current state without waiting.
+func (k *keeper[S]) peek() (S, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state, k.ok
+}
+
+func (k *keeper[S]) stop() {
+	k.stopOnce.Do(func() { close(k.done) })
+	k.wg.Wait()
+}
+
+// brokerErr wraps an amqp091 error, marking it with the transport
+// sentinel that matches its AMQP reply code.
+func brokerErr(op string, err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case amqp.NotFound:
+			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrNotFound, op, err)
+		case amqp.PreconditionFailed, amqp.NotAllowed, amqp.AccessRefused, amqp.InvalidPath, amqp.SyntaxError, amqp.CommandInvalid:
+			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrInvalid, op, err)
+		case amqp.ChannelError, amqp.ConnectionForced, amqp.ResourceError, amqp.InternalError, amqp.FrameError:
+			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+		}
+		return fmt.Errorf("rabbitmq: %s: %w", op, err)
+	}
+	if errors.Is(err, amqp.ErrClosed) {
+		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) || isNetErr(err) {
+		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("rabbitmq: %s: %w", op, err)
+}
+
+func isNetErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}

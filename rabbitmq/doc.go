@@ -1,0 +1,187 @@
+// Package rabbitmq is the RabbitMQ adapter of Switchboard: it implements
+// package transport over AMQP 0-9-1 with github.com/rabbitmq/amqp091-go.
+//
+// Import it for its side effect to register the "amqp" and "amqps" URL
+// schemes, or call Open:
+//
+//	import _ "github.com/switchboard-go/switchboard/rabbitmq"
+//	t, err := transport.Open(ctx, "amqp://user:pass@host:5672/vhost?prefetch=50")
+//
+// # URL
+//
+// amqp://user:pass@host:port/vhost, or amqps://… for TLS (the path is the
+// virtual host, URL-escaped: %2F for "/"; an empty path or "/" is the
+// default virtual host). Query parameters:
+//
+//	prefix=STR             prepended to every exchange and queue name (default "")
+//	prefetch=N             QoS prefetch of every subscription; default: SubscribeOptions.MaxInFlight
+//	queue_type=quorum|classic  type of group and point-to-point queues (default quorum)
+//	publish_window=N       publishes awaiting a confirm per channel (default 1000)
+//	max_message_size=N     largest Message.Size accepted, bytes (default 16 MiB)
+//	reconnect_max=DURATION cap of the reconnection backoff (default 5s)
+//	connection_name=STR    connection name shown by the broker (default "switchboard")
+//
+// and those amqp091-go understands: heartbeat, connection_timeout,
+// channel_max, auth_mechanism, and for amqps cacertfile, certfile, keyfile,
+// server_name_indication (or Options.TLSConfig). Any other parameter, or a
+// bad value, is an error matching transport.ErrInvalid that lists the
+// accepted ones. Passwords never appear in errors or logs.
+//
+// # Topology
+//
+// The adapter declares what it uses, always with the same arguments (a
+// declaration that differs from an existing one fails with 406
+// PRECONDITION_FAILED, reported as transport.ErrInvalid):
+//
+//   - Topic T: a durable topic exchange named prefix+T, declared on first
+//     Send (cached per connection) and by Subscribe.
+//   - Consumer group G of topic T: a durable queue named prefix+T+"~"+G
+//     ("~" never occurs in Switchboard names, so group queues cannot
+//     collide with point-to-point queues), x-queue-type=quorum (or
+//     classic), bound to the exchange with binding key "#". Messages sent
+//     before the group's first declaration were routed nowhere, as the
+//     contract requires.
+//   - Queue Q (notification recipients, request queues): a durable queue
+//     named prefix+Q, same arguments, created by Declare or Subscribe.
+//   - Reply inbox: RabbitMQ's direct reply-to (amq.rabbitmq.reply-to);
+//     no queue is declared.
+//
+// Names longer than 255 bytes (the AMQP limit) keep their first 200 bytes
+// followed by "-" and 24 hex digits of their SHA-256. A name beginning
+// with "amq." (reserved by the broker) gets a leading "~", a character
+// Switchboard names never contain, so the mapping is collision-free.
+//
+// # Publishing
+//
+// Every channel that publishes is in confirm mode. Send publishes its
+// batch pipelined (up to publish_window unconfirmed messages per channel,
+// shared by concurrent Send calls) and returns once the broker confirmed
+// every message; every wait is bounded by the context. Messages to topics
+// and queues are persistent (delivery mode 2). A message to a queue is
+// published to the default exchange with routing key = queue name and the
+// mandatory flag: if no such queue exists, the broker returns it
+// (basic.return, 312 NO_ROUTE) and Send fails with transport.ErrNotFound
+// within one round trip — nothing is silently lost. Topic messages are
+// not mandatory (a topic without groups drops them, as the contract says)
+// and carry the message Key as routing key (when it fits 255 bytes).
+// A basic.nack is retried a few times with backoff, then reported as
+// transport.ErrUnavailable. When the context ends while Send waits for
+// the confirms of messages it has already written, Send keeps collecting
+// them for up to 250ms before it returns the context's error: those
+// messages cannot be withdrawn, and reporting them as failed would only
+// make the caller send them again (a consumer may even have received
+// them already, since a quorum queue can deliver before it confirms).
+// A message the broker keeps rejecting by closing the channel or
+// connection (not a restart) is republished at most three times.
+//
+// # Reconnection
+//
+// The adapter runs its own recovery and does not use amqp091-go's
+// Config.Recovery. A goroutine watches the connection's NotifyClose and
+// redials with exponential backoff and jitter (50ms up to reconnect_max).
+// Every channel (publisher, topology, each subscription, each inbox) has a
+// keeper that watches the channel's NotifyClose and, once a connection is
+// back, opens a new channel and sets it up again: confirm mode, QoS,
+// topology declarations, consumers. Messages a Send published but that
+// were not confirmed when their channel closed are republished on the new
+// channel, in order, by that Send (at-least-once: a message the broker
+// had stored but not confirmed arrives twice). Receive keeps waiting
+// through a reconnect; deliveries of a closed channel are redelivered by
+// the broker, and acks for them are ignored.
+//
+// # Consuming
+//
+// One consumer per subscription, on its own channel, manual acks, QoS
+// prefetch = SubscribeOptions.MaxInFlight (or the prefetch option), so a
+// single consumer receives a queue in order; package messaging serialises
+// per key. Ack is basic.ack, Nack is basic.nack with requeue; Close closes
+// the channel, which returns unsettled deliveries to the queue. Acks of a
+// delivery already settled, or of a channel since closed, are ignored
+// (a second ack would make the broker close the channel).
+//
+// DeliveryCount comes from quorum queues' x-delivery-count header (the
+// number of earlier deliveries; absent on the first): DeliveryCount =
+// x-delivery-count + 1. RabbitMQ 3.x counts every return to the queue
+// (nack with requeue, channel closed with unacked deliveries). With
+// queue_type=classic, DeliveryCount is 0 and Capabilities.DeliveryCount
+// is false.
+//
+// # Request/reply
+//
+// OpenInbox opens a channel with a no-ack consumer on
+// amq.rabbitmq.reply-to. Its Address is the channel's full direct
+// reply-to address ("amq.rabbitmq.reply-to.<opaque>"), learned when the
+// inbox opens by publishing a mandatory probe that no queue can route,
+// with reply-to amq.rabbitmq.reply-to: the broker rewrites the reply-to
+// and returns the probe. When Send sees a message whose ReplyTo is the
+// address of one of this transport's inboxes, it publishes that message
+// on the inbox's own channel with reply-to amq.rabbitmq.reply-to, as the
+// broker requires, so that the broker rewrites it to the inbox's current
+// address (requests to queues and scatter-gather requests to topics take
+// the same path, with confirms and the mandatory flag). A responder sends
+// to Reply(addr): a transient publish to the default exchange with routing
+// key addr; a reply to an inbox that is gone is dropped by the broker
+// without error. After a reconnect an inbox gets a new broker address;
+// its Address does not change, and this transport maps it to the new one
+// both in requests' ReplyTo and in Send(Reply(Address())). A ReplyTo of
+// exactly "amq.rabbitmq.reply-to" is refused (ErrInvalid): the broker
+// would close the channel.
+//
+// # Wire mapping
+//
+// Native AMQP 0-9-1 basic properties carry what they can; the other
+// CloudEvents attributes travel as headers with the "cloudEvents:" prefix
+// (the CloudEvents AMQP binding's prefix), following transport's
+// EncodeAttributes/DecodeAttributes:
+//
+//	Message field   AMQP
+//	ID              message-id property           (header cloudEvents:id if > 255 bytes)
+//	ContentType     content-type property         (header content-type if > 255 bytes)
+//	Type            type property                 (header cloudEvents:type if > 255 bytes)
+//	CorrelationID   correlation-id property       (header cloudEvents:correlationid if > 255 bytes)
+//	ReplyTo         reply-to property             (header cloudEvents:replyto if > 255 bytes)
+//	Time            header cloudEvents:time (RFC 3339, nanoseconds), and the
+//	                timestamp property (seconds) for other clients; on receipt
+//	                the header wins, else the timestamp property is used
+//	Version         header cloudEvents:dataversion
+//	Key             header cloudEvents:partitionkey (and the routing key on topics)
+//	Headers         headers table, string values ("sb-" headers included);
+//	                on receipt, values of other AMQP types (from other
+//	                clients) are rendered as strings
+//	Body            body, unchanged (binary, may be empty)
+//	(always)        headers cloudEvents:specversion "1.0", cloudEvents:source "switchboard"
+//	(always)        delivery-mode 2 (persistent) to topics and queues, 1 to replies
+//	DeliveryCount   x-delivery-count header + 1 (quorum queues); the header is
+//	                removed from Headers
+//	AckID           the delivery tag on its channel
+//	AsFunc          *amqp091.Delivery / **amqp091.Delivery
+//
+// Header names are AMQP short strings (at most 255 bytes); headers with
+// longer names (package messaging allows 256) travel in one header,
+// "switchboard:long-headers", an array of long strings name, value,
+// name, value…, and are restored on receipt. A reply to a direct reply-to
+// address whose encoded channel does not decode (it can name no inbox,
+// and RabbitMQ 3.x would crash the connection on it) is dropped. Capabilities: MaxMessageSize from max_message_size (the
+// broker's own limit, 128 MiB by default, bounds the body), no header
+// limit, OrderedByKey false (several consumers of one group share its
+// queue), DeliveryCount true with quorum queues, NativeDeadLetter true
+// (the broker has dead-letter exchanges; package messaging dead-letters by
+// itself), NativeReplyTo true.
+//
+// # Native vs emulated
+//
+// Native: topic fan-out to groups (exchanges and bindings), durable
+// groups and queues, publisher confirms, unroutable detection (mandatory),
+// delivery count (quorum queues), redelivery on nack or close, direct
+// reply-to. Emulated by this adapter: republishing unconfirmed messages
+// and resuming consumers after a reconnect, the stable inbox address
+// across reconnects, the size limit. Left to package messaging: retries,
+// dead-lettering, per-key serialisation, request correlation.
+//
+// # Escape hatches
+//
+// Transport.As accepts **amqp091.Connection (the current connection) and
+// *Options; a received message's As accepts *amqp091.Delivery.
+// Transport.DeleteDeclared deletes the queues and exchanges that
+// transports of this process declared under a name prefix (tests).
+package rabbitmq

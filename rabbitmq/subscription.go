@@ -1,0 +1,255 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+// subscription consumes one queue on a channel of its own.
+type subscription struct {
+	t      *Transport
+	k      *keeper[*subChan]
+	from   transport.Address
+	queue  string
+	quorum bool
+
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// subChan is the state of one consuming channel.
+type subChan struct {
+	ch         *amqp.Channel
+	deliveries <-chan amqp.Delivery
+	lostCh     chan struct{}
+
+	mu      sync.Mutex
+	dead    bool
+	unacked map[uint64]struct{}
+}
+
+// ackRef is a Message.AckID: the delivery tag on its channel.
+type ackRef struct {
+	sc  *subChan
+	tag uint64
+}
+
+// Subscribe implements transport.Transport.
+func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group string, opts transport.SubscribeOptions) (transport.Subscription, error) {
+	if t.isClosed() {
+		return nil, errClosed("subscribe")
+	}
+	if err := validName(from); err != nil {
+		return nil, err
+	}
+	s := &subscription{t: t, from: from, quorum: t.quorum(), closed: make(chan struct{})}
+	var exchange string
+	switch from.Kind {
+	case transport.KindTopic:
+		if group == "" {
+			return nil, fmt.Errorf("%w: rabbitmq: subscribe to %s: a consumer group is required", transport.ErrInvalid, from)
+		}
+		exchange = t.ExchangeName(from.Name)
+		s.queue = t.GroupQueueName(from.Name, group)
+	case transport.KindQueue:
+		// group is empty for queues; a queue's consumers always share it.
+		s.queue = t.QueueName(from.Name)
+	default:
+		return nil, fmt.Errorf("%w: rabbitmq: cannot subscribe to a %s address", transport.ErrInvalid, from.Kind)
+	}
+	prefetch := opts.MaxInFlight
+	if t.opts.Prefetch > 0 {
+		prefetch = t.opts.Prefetch
+	}
+	prefetch = max(1, min(prefetch, 65535))
+	setup := func(ctx context.Context, ch *amqp.Channel) (*subChan, error) {
+		if err := ch.Qos(prefetch, 0, false); err != nil {
+			return nil, brokerErr("set QoS", err)
+		}
+		if exchange != "" {
+			if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+				return nil, brokerErr("declare exchange "+exchange, err)
+			}
+			record(t.brokerID, exchange, 'x')
+		}
+		if _, err := ch.QueueDeclare(s.queue, true, false, false, false, t.queueArgs()); err != nil {
+			return nil, mismatch(brokerErr("declare queue "+s.queue, err), s.queue)
+		}
+		record(t.brokerID, s.queue, 'q')
+		if exchange != "" {
+			if err := ch.QueueBind(s.queue, "#", exchange, false, nil); err != nil {
+				return nil, brokerErr("bind queue "+s.queue, err)
+			}
+		}
+		d, err := ch.Consume(s.queue, "", false, false, false, false, nil)
+		if err != nil {
+			return nil, brokerErr("consume "+s.queue, err)
+		}
+		return &subChan{ch: ch, deliveries: d, lostCh: make(chan struct{}), unacked: make(map[uint64]struct{})}, nil
+	}
+	s.k = newKeeper(t.m, "subscription "+s.queue, setup, func(sc *subChan, _ *amqp.Error) { sc.kill() })
+	if err := s.k.start(ctx); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if t.isClosed() {
+		t.mu.Unlock()
+		s.k.stop()
+		return nil, errClosed("subscribe")
+	}
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
+	return s, nil
+}
+
+func (sc *subChan) kill() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if !sc.dead {
+		sc.dead = true
+		close(sc.lostCh)
+		sc.unacked = nil
+	}
+}
+
+func (s *subscription) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Receive implements transport.Subscription.
+func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Message, error) {
+	if max < 1 {
+		max = 1
+	}
+	for {
+		if s.isClosed() {
+			return nil, errClosed("receive")
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sc, err := s.k.current(ctx)
+		if err != nil {
+			if s.isClosed() || errors.Is(err, transport.ErrClosed) {
+				return nil, errClosed("receive")
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		select {
+		case d, ok := <-sc.deliveries:
+			if !ok {
+				select { // the channel closed: wait until the keeper replaces it
+				case <-sc.lostCh:
+				case <-ctx.Done():
+				case <-s.closed:
+				}
+				continue
+			}
+			out := make([]*transport.Message, 0, min(max, 64))
+			out = s.add(out, sc, &d)
+		drain:
+			for len(out) < max {
+				select {
+				case d, ok := <-sc.deliveries:
+					if !ok {
+						break drain
+					}
+					out = s.add(out, sc, &d)
+				default:
+					break drain
+				}
+			}
+			if len(out) == 0 {
+				continue
+			}
+			return out, nil
+		case <-sc.lostCh:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closed:
+			return nil, errClosed("receive")
+		}
+	}
+}
+
+func (s *subscription) add(out []*transport.Message, sc *subChan, d *amqp.Delivery) []*transport.Message {
+	sc.mu.Lock()
+	if sc.dead {
+		sc.mu.Unlock()
+		return out // its channel is gone: the broker redelivers it
+	}
+	sc.unacked[d.DeliveryTag] = struct{}{}
+	sc.mu.Unlock()
+	m := decode(d, s.quorum)
+	m.AckID = &ackRef{sc: sc, tag: d.DeliveryTag}
+	return append(out, m)
+}
+
+// settle acks or nacks deliveries. Deliveries of a channel that has
+// closed since are skipped: the broker redelivers them.
+func (s *subscription) settle(ids []any, ack bool) error {
+	if s.isClosed() {
+		return errClosed("ack")
+	}
+	var errs []error
+	for _, id := range ids {
+		ref, ok := id.(*ackRef)
+		if !ok || ref == nil {
+			errs = append(errs, fmt.Errorf("%w: rabbitmq: AckID of type %T is not from this adapter", transport.ErrInvalid, id))
+			continue
+		}
+		sc := ref.sc
+		sc.mu.Lock()
+		_, live := sc.unacked[ref.tag]
+		if live {
+			delete(sc.unacked, ref.tag)
+		}
+		sc.mu.Unlock()
+		if !live {
+			continue // settled already, or its channel closed
+		}
+		var err error
+		if ack {
+			err = sc.ch.Ack(ref.tag, false)
+		} else {
+			err = sc.ch.Nack(ref.tag, false, true)
+		}
+		if err != nil && !errors.Is(err, amqp.ErrClosed) && !sc.ch.IsClosed() {
+			errs = append(errs, brokerErr("ack", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ack implements transport.Subscription.
+func (s *subscription) Ack(_ context.Context, ids []any) error { return s.settle(ids, true) }
+
+// Nack implements transport.Subscription: the deliveries are requeued.
+func (s *subscription) Nack(_ context.Context, ids []any) error { return s.settle(ids, false) }
+
+// Close implements transport.Subscription. Unsettled deliveries return to
+// the queue when the channel closes.
+func (s *subscription) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.k.stop()
+		s.t.mu.Lock()
+		delete(s.t.subs, s)
+		s.t.mu.Unlock()
+	})
+	return nil
+}

@@ -1,0 +1,487 @@
+package rabbitmq
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+func init() {
+	open := func(ctx context.Context, u *url.URL) (transport.Transport, error) {
+		return OpenURL(ctx, u, nil)
+	}
+	transport.Register("amqp", open)
+	transport.Register("amqps", open)
+}
+
+// Transport is a transport.Transport over one AMQP 0-9-1 connection to
+// RabbitMQ. It is safe for concurrent use.
+type Transport struct {
+	opts     Options
+	brokerID string // host/vhost, for the declaration registry
+	m        *connMgr
+	pub      *publisher
+	topo     *keeper[*amqp.Channel]
+	topoMu   sync.Mutex
+
+	mu        sync.Mutex
+	exchanges map[string]uint64 // declared exchange → connection generation
+	subs      map[*subscription]struct{}
+	inboxes   map[*inbox]struct{}
+	aliases   map[string]*inbox // every wire address an open inbox has had
+
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// Open opens a Transport from an amqp:// or amqps:// URL; opts may be nil.
+// The URL's query parameters (see the package documentation) override
+// opts.
+func Open(ctx context.Context, rawURL string, opts *Options) (*Transport, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: rabbitmq: cannot parse URL %q", transport.ErrInvalid, transport.Redact(rawURL))
+	}
+	return OpenURL(ctx, u, opts)
+}
+
+// OpenURL is Open for a parsed URL.
+func OpenURL(ctx context.Context, u *url.URL, opts *Options) (*Transport, error) {
+	var base Options
+	if opts != nil {
+		base = *opts
+	}
+	dialURL, o, err := parseURL(u, base)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := amqp.ParseURI(dialURL); err != nil {
+		return nil, fmt.Errorf("%w: rabbitmq: URL %s: %s", transport.ErrInvalid, transport.RedactURL(u), redactErr(err, u))
+	}
+	cfg := amqp.Config{
+		Properties:      amqp.Table{"connection_name": o.ConnectionName, "product": "switchboard"},
+		TLSClientConfig: o.TLSConfig,
+		Dial:            o.Dial,
+		Locale:          "en_US",
+	}
+	if cfg.TLSClientConfig != nil {
+		cfg.TLSClientConfig = cfg.TLSClientConfig.Clone()
+	}
+	t := &Transport{
+		opts:      o,
+		brokerID:  u.Host + "/" + strings.TrimPrefix(u.Path, "/"),
+		exchanges: make(map[string]uint64),
+		subs:      make(map[*subscription]struct{}),
+		inboxes:   make(map[*inbox]struct{}),
+		aliases:   make(map[string]*inbox),
+		closed:    make(chan struct{}),
+	}
+	t.m, err = dialConn(ctx, dialURL, cfg, o.Logger, o.ReconnectMaxDelay)
+	if err != nil {
+		// amqp091-go errors carry host:port, never credentials.
+		return nil, fmt.Errorf("rabbitmq: open %s: %w", transport.RedactURL(u), err)
+	}
+	t.topo = newKeeper(t.m, "topology", func(_ context.Context, ch *amqp.Channel) (*amqp.Channel, error) { return ch, nil }, nil)
+	if err := t.topo.start(ctx); err != nil {
+		t.m.close()
+		return nil, err
+	}
+	t.pub = newPublisher(t, "publisher", nil)
+	if err := t.pub.k.start(ctx); err != nil {
+		t.topo.stop()
+		t.m.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// redactErr renders err without the URL's password.
+func redactErr(err error, u *url.URL) string {
+	s := err.Error()
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			s = strings.ReplaceAll(s, pw, "xxxxx")
+		}
+	}
+	return s
+}
+
+func (t *Transport) isClosed() bool {
+	select {
+	case <-t.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func errClosed(what string) error {
+	return fmt.Errorf("%w: rabbitmq: %s", transport.ErrClosed, what)
+}
+
+// fit makes name a valid AMQP name (at most 255 bytes), deterministically:
+// a longer name keeps its first 200 bytes and gets a hash of the whole.
+//
+// A name beginning with "amq." (reserved by the broker) gets a leading
+// "~", which Switchboard names never contain.
+func fit(name string) string {
+	if strings.HasPrefix(name, "amq.") {
+		name = "~" + name
+	}
+	if len(name) <= maxShortStr {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:200] + "-" + hex.EncodeToString(sum[:12])
+}
+
+// ExchangeName returns the exchange name of a topic.
+func (t *Transport) ExchangeName(topic string) string { return fit(t.opts.Prefix + topic) }
+
+// QueueName returns the queue name of a point-to-point queue.
+func (t *Transport) QueueName(queue string) string { return fit(t.opts.Prefix + queue) }
+
+// GroupQueueName returns the queue name of a topic's consumer group:
+// topic + "~" + group ("~" never occurs in Switchboard names, so group
+// queues cannot collide with point-to-point queues).
+func (t *Transport) GroupQueueName(topic, group string) string {
+	return fit(t.opts.Prefix + topic + "~" + group)
+}
+
+func (t *Transport) queueArgs() amqp.Table {
+	return amqp.Table{"x-queue-type": t.opts.QueueType}
+}
+
+func (t *Transport) quorum() bool { return t.opts.QueueType == QueueTypeQuorum }
+
+func validName(a transport.Address) error {
+	if a.Name == "" {
+		return fmt.Errorf("%w: rabbitmq: empty %s name", transport.ErrInvalid, a.Kind)
+	}
+	return nil
+}
+
+// rpc runs a synchronous AMQP call on the topology channel, bounded by ctx.
+func (t *Transport) rpc(ctx context.Context, op string, fn func(ch *amqp.Channel) error) error {
+	for attempt := 0; ; attempt++ {
+		ch, err := t.topo.current(ctx)
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() {
+			t.topoMu.Lock()
+			defer t.topoMu.Unlock()
+			done <- fn(ch)
+		}()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, ctx.Err())
+		case <-t.closed:
+			return errClosed(op)
+		}
+		if err == nil {
+			return nil
+		}
+		var ae *amqp.Error
+		transient := errors.Is(err, amqp.ErrClosed) || isNetErr(err)
+		if errors.As(err, &ae) {
+			switch ae.Code {
+			case amqp.ConnectionForced, amqp.ChannelError, amqp.InternalError, amqp.FrameError, amqp.ResourceError:
+				transient = true
+			}
+		}
+		if transient && attempt < 5 {
+			// The channel or connection dropped under us: retry on the next one.
+			if !sleepCtx(ctx, t.closed, backoff(attempt, t.opts.ReconnectMaxDelay)) {
+				return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+			}
+			continue
+		}
+		return brokerErr(op, err)
+	}
+}
+
+// ensureExchange declares the exchange of a topic once per connection.
+func (t *Transport) ensureExchange(ctx context.Context, topic string) error {
+	name := t.ExchangeName(topic)
+	_, gen := t.m.current()
+	t.mu.Lock()
+	g, ok := t.exchanges[name]
+	t.mu.Unlock()
+	if ok && g == gen && gen != 0 {
+		return nil
+	}
+	err := t.rpc(ctx, "declare exchange "+name, func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil)
+	})
+	if err != nil {
+		return err
+	}
+	record(t.brokerID, name, 'x')
+	t.mu.Lock()
+	t.exchanges[name] = gen
+	t.mu.Unlock()
+	return nil
+}
+
+// forgetExchanges drops the declared-exchange cache (after a 404).
+func (t *Transport) forgetExchanges() {
+	t.mu.Lock()
+	clear(t.exchanges)
+	t.mu.Unlock()
+}
+
+func (t *Transport) declareQueue(ctx context.Context, name string) error {
+	err := t.rpc(ctx, "declare queue "+name, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclare(name, true, false, false, false, t.queueArgs())
+		return err
+	})
+	if err != nil {
+		return mismatch(err, name)
+	}
+	record(t.brokerID, name, 'q')
+	return nil
+}
+
+// mismatch explains a 406 on declare.
+func mismatch(err error, name string) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+		return fmt.Errorf("%w: rabbitmq: queue %q exists with other arguments (queue_type?): %w", transport.ErrInvalid, name, ae)
+	}
+	return err
+}
+
+// Send implements transport.Transport.
+func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*transport.Message) error {
+	if t.isClosed() {
+		return errClosed("send")
+	}
+	if err := validName(to); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	var exchange, key string
+	mandatory, persistent := false, true
+	switch to.Kind {
+	case transport.KindTopic:
+		exchange = t.ExchangeName(to.Name)
+	case transport.KindQueue:
+		key, mandatory = t.QueueName(to.Name), true
+	case transport.KindReply:
+		key, persistent = t.replyKey(to.Name), false
+		if len(key) > maxShortStr {
+			return fmt.Errorf("%w: rabbitmq: reply address longer than %d bytes", transport.ErrInvalid, maxShortStr)
+		}
+		if replyAddrPoison(key) {
+			t.opts.Logger.Debug("rabbitmq: dropping reply to an undecodable direct reply-to address")
+			return nil // it can name no inbox; publishing it would crash the connection
+		}
+	default:
+		return fmt.Errorf("%w: rabbitmq: unknown address kind %s", transport.ErrInvalid, to.Kind)
+	}
+	type run struct {
+		p    *publisher
+		msgs []*outMsg
+	}
+	var runs []run
+	for _, m := range msgs {
+		if m.Size() > t.opts.MaxMessageSize {
+			return fmt.Errorf("%w: rabbitmq: message of %d bytes exceeds the limit of %d", transport.ErrMessageTooLarge, m.Size(), t.opts.MaxMessageSize)
+		}
+		pub, err := encode(m, persistent)
+		if err != nil {
+			return err
+		}
+		p := t.pub
+		if m.ReplyTo != "" {
+			if ib := t.inboxFor(m.ReplyTo); ib != nil {
+				// Direct reply-to: published on the inbox's own channel, where
+				// the broker rewrites the pseudo-queue to the inbox's address.
+				p = ib.pub
+				pub.ReplyTo = DirectReplyTo
+			} else if m.ReplyTo == DirectReplyTo {
+				return fmt.Errorf("%w: rabbitmq: ReplyTo %q is only valid as an Inbox.Address of this transport", transport.ErrInvalid, DirectReplyTo)
+			}
+		}
+		om := &outMsg{exchange: exchange, key: key, mandatory: mandatory, pub: pub, dest: to}
+		if to.Kind == transport.KindTopic && len(m.Key) <= maxShortStr {
+			om.key = m.Key
+		}
+		if n := len(runs); n > 0 && runs[n-1].p == p {
+			runs[n-1].msgs = append(runs[n-1].msgs, om)
+		} else {
+			runs = append(runs, run{p: p, msgs: []*outMsg{om}})
+		}
+	}
+	var ensure func(context.Context) error
+	if to.Kind == transport.KindTopic {
+		ensure = func(ctx context.Context) error { return t.ensureExchange(ctx, to.Name) }
+	}
+	for _, r := range runs {
+		if err := r.p.sendAll(ctx, r.msgs, ensure); err != nil {
+			if t.isClosed() && !errors.Is(err, transport.ErrClosed) {
+				return fmt.Errorf("%w: rabbitmq: send: %w", transport.ErrClosed, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Declare implements transport.Transport. It creates the queue of a
+// KindQueue address (and the exchange of a KindTopic address).
+func (t *Transport) Declare(ctx context.Context, a transport.Address) error {
+	if t.isClosed() {
+		return errClosed("declare")
+	}
+	if err := validName(a); err != nil {
+		return err
+	}
+	switch a.Kind {
+	case transport.KindQueue:
+		return t.declareQueue(ctx, t.QueueName(a.Name))
+	case transport.KindTopic:
+		return t.ensureExchange(ctx, a.Name)
+	}
+	return fmt.Errorf("%w: rabbitmq: cannot declare a %s address", transport.ErrInvalid, a.Kind)
+}
+
+// Capabilities implements transport.Transport.
+func (t *Transport) Capabilities() transport.Capabilities {
+	return transport.Capabilities{
+		Name:             "rabbitmq",
+		MaxMessageSize:   t.opts.MaxMessageSize,
+		OrderedByKey:     false,
+		DeliveryCount:    t.quorum(),
+		NativeDeadLetter: true,
+		NativeReplyTo:    true,
+	}
+}
+
+// As implements transport.Transport: target may be **amqp.Connection
+// (the current connection; nil while reconnecting), *Options, or
+// **Transport (this transport, for DeleteDeclared).
+func (t *Transport) As(target any) bool {
+	switch p := target.(type) {
+	case **amqp.Connection:
+		*p, _ = t.m.current()
+		return true
+	case *Options:
+		*p = t.opts
+		return true
+	case **Transport:
+		*p = t
+		return true
+	}
+	return false
+}
+
+// Close implements transport.Transport.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.closed)
+		t.mu.Lock()
+		subs := make([]*subscription, 0, len(t.subs))
+		for s := range t.subs {
+			subs = append(subs, s)
+		}
+		ibs := make([]*inbox, 0, len(t.inboxes))
+		for ib := range t.inboxes {
+			ibs = append(ibs, ib)
+		}
+		t.mu.Unlock()
+		for _, s := range subs {
+			_ = s.Close()
+		}
+		for _, ib := range ibs {
+			_ = ib.Close()
+		}
+		t.pub.stop()
+		t.topo.stop()
+		t.m.close()
+	})
+	return nil
+}
+
+// The declaration registry: every exchange and queue declared by any
+// Transport of this process, per broker, for DeleteDeclared.
+var declared struct {
+	mu    sync.Mutex
+	names map[string]map[string]byte
+}
+
+func record(broker, name string, kind byte) {
+	declared.mu.Lock()
+	defer declared.mu.Unlock()
+	if declared.names == nil {
+		declared.names = make(map[string]map[string]byte)
+	}
+	if declared.names[broker] == nil {
+		declared.names[broker] = make(map[string]byte)
+	}
+	declared.names[broker][name] = kind
+}
+
+// DeleteDeclared deletes every queue and exchange whose name (after the
+// Prefix option) begins with prefix and that a Transport of this process
+// declared on the same broker and virtual host. Tests use it to clean up.
+func (t *Transport) DeleteDeclared(ctx context.Context, prefix string) error {
+	if t.isClosed() {
+		return errClosed("delete")
+	}
+	full := t.opts.Prefix + prefix
+	declared.mu.Lock()
+	var queues, exchanges []string
+	for name, kind := range declared.names[t.brokerID] {
+		if !strings.HasPrefix(name, full) {
+			continue
+		}
+		if kind == 'q' {
+			queues = append(queues, name)
+		} else {
+			exchanges = append(exchanges, name)
+		}
+	}
+	declared.mu.Unlock()
+	var errs []error
+	del := func(name string, q bool) {
+		err := t.rpc(ctx, "delete "+name, func(ch *amqp.Channel) error {
+			if q {
+				_, err := ch.QueueDelete(name, false, false, false)
+				return err
+			}
+			return ch.ExchangeDelete(name, false, false)
+		})
+		if err != nil && !errors.Is(err, transport.ErrNotFound) {
+			errs = append(errs, err)
+			return
+		}
+		declared.mu.Lock()
+		delete(declared.names[t.brokerID], name)
+		declared.mu.Unlock()
+	}
+	for _, q := range queues {
+		del(q, true)
+	}
+	for _, x := range exchanges {
+		del(x, false)
+	}
+	t.forgetExchanges()
+	return errors.Join(errs...)
+}
