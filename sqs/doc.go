@@ -16,7 +16,7 @@
 //   - profile: a shared-config profile.
 //   - fifo: true for FIFO topics and queues (see Ordering). Default false.
 //   - visibility: the visibility timeout of received messages, in seconds or a Go
-//     duration (default 30s).
+//     duration (default 10s; extended while a message is held, see Receiving).
 //   - wait: the long-poll time of one ReceiveMessage, 0-20s (default 2s). Closing a
 //     subscription waits for its polls under way, so this bounds Close.
 //   - receivers: concurrent long polls per subscription (default: see Receiving).
@@ -151,6 +151,12 @@
 // and releases every held message with visibility 0, so the next consumer
 // of the group gets it at once. An Ack whose receipt handle the broker no
 // longer knows (after a restart) is ignored: the broker redelivers.
+//
+// Lost connections: when a connection is cut during a long poll, the
+// service may still hand messages to that poll; they, and held messages
+// whose Ack could not be sent, become visible again when their visibility
+// timeout runs out (this is why the default is a short 10s, made safe by
+// the extension above) and are then redelivered (at-least-once).
 //
 // # Ordering
 //

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,7 +37,10 @@ type Options struct {
 	FIFO bool
 	// VisibilityTimeout is how long a received message stays invisible to
 	// other consumers; the adapter extends it while the message is held.
-	// Default 30s; at least 1s.
+	// Default 10s; at least 1s. It is also how long a message stays
+	// invisible when its receive response or its ack is lost (a cut
+	// connection), so shorter means faster redelivery after faults, and
+	// longer tolerates longer stalls of this process without duplicates.
 	VisibilityTimeout time.Duration
 	// WaitTime is the long-poll duration of one ReceiveMessage call
 	// (0-20s, default 2s). Closing a subscription waits for its polls to
@@ -52,10 +56,14 @@ type Options struct {
 	InboxPrefix string
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
+	// DialContext, when set, opens the HTTP connections to the service
+	// (proxies, fault injection in tests). It is used only when the
+	// aws.Config given to New has no HTTPClient.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 const (
-	defaultVisibility = 30 * time.Second
+	defaultVisibility = 10 * time.Second
 	defaultWait       = 2 * time.Second
 )
 
@@ -126,6 +134,9 @@ func New(cfg aws.Config, opts Options) (*Transport, error) {
 		// that a request is rarely sent on a connection the server is
 		// closing.
 		tr.IdleConnTimeout = 30 * time.Second
+		if opts.DialContext != nil {
+			tr.DialContext = opts.DialContext
+		}
 		cfg.HTTPClient = &http.Client{Transport: tr}
 		t.closeIdle = tr.CloseIdleConnections
 	}
