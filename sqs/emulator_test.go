@@ -79,6 +79,10 @@ type emulator struct {
 
 func (e *emulator) endpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", e.port) }
 
+// configureEmulatorCmd adjusts the emulator's command (Linux: dies with
+// the test binary).
+var configureEmulatorCmd = func(*exec.Cmd) {}
+
 var installOnce sync.Once
 var installErr error
 
@@ -124,6 +128,7 @@ func startEmulator(port int) (*emulator, error) {
 	cmd.Dir = emulatorDir()
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
 	cmd.Stderr = os.Stderr
+	configureEmulatorCmd(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
