@@ -1,7 +1,6 @@
 package sqs_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,11 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +21,7 @@ import (
 
 	"github.com/switchboard-go/switchboard/internal/testenv"
 	sbsqs "github.com/switchboard-go/switchboard/sqs"
+	"github.com/switchboard-go/switchboard/sqs/sqstest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -34,32 +30,26 @@ import (
 var (
 	endpoint    string
 	endpointErr string
-	shared      *emulator
+	shared      *sqstest.Emulator
 )
 
-const region = "us-east-1"
+const region = sqstest.Region
 
 func TestMain(m *testing.M) {
 	// Dummy static credentials for the emulator (it does not check them);
 	// the opener reads them through the default AWS chain.
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
-		}
-	}
+	sqstest.SetDummyCredentials()
 	if ep := os.Getenv("SWITCHBOARD_SQS_ENDPOINT"); ep != "" {
 		endpoint = ep
 	} else if e, err := startEmulator(0); err != nil {
 		endpointErr = err.Error()
 	} else {
 		shared = e
-		endpoint = e.endpoint()
+		endpoint = e.Endpoint()
 	}
 	code := m.Run()
 	if shared != nil {
-		shared.stop()
+		shared.Stop()
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -70,126 +60,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// emulator is a fauxqs process.
-type emulator struct {
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (e *emulator) endpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", e.port) }
-
-// configureEmulatorCmd adjusts the emulator's command (Linux: dies with
-// the test binary).
-var configureEmulatorCmd = func(*exec.Cmd) {}
-
-var installOnce sync.Once
-var installErr error
-
-func emulatorDir() string {
-	d, _ := filepath.Abs(filepath.Join("testdata", "emulator"))
-	return d
-}
-
-// installEmulator runs testdata/emulator/install.sh (npm ci of the pinned
-// fauxqs) when node_modules is missing.
-func installEmulator() error {
-	installOnce.Do(func() {
-		dir := emulatorDir()
-		if _, err := exec.LookPath("node"); err != nil {
-			installErr = errors.New("node is not on PATH (needed for the fauxqs emulator)")
-			return
-		}
-		if out, err := exec.Command("node", "-e", "process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)").CombinedOutput(); err != nil {
-			v, _ := exec.Command("node", "--version").Output()
-			installErr = fmt.Errorf("fauxqs 1.9.2 needs Node >= 20; node is %s: %v %s", strings.TrimSpace(string(v)), err, out)
-			return
-		}
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "fauxqs", "package.json")); err == nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "sh", filepath.Join(dir, "install.sh")).CombinedOutput()
-		if err != nil {
-			installErr = fmt.Errorf("installing the emulator (testdata/emulator/install.sh): %v: %s", err, out)
-		}
-	})
-	return installErr
-}
-
-// startEmulator starts fauxqs on 127.0.0.1:port (0: a free port) and
-// waits until it answers.
-func startEmulator(port int) (*emulator, error) {
-	if err := installEmulator(); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("node", "server.mjs")
-	cmd.Dir = emulatorDir()
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
-	cmd.Stderr = os.Stderr
-	configureEmulatorCmd(cmd)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the emulator: %w", err)
-	}
-	e := &emulator{cmd: cmd, done: make(chan struct{})}
-	got := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var p int
-			if _, err := fmt.Sscanf(sc.Text(), "LISTENING %d", &p); err == nil {
-				got <- p
-			}
-		}
-		cmd.Wait()
-		close(e.done)
-	}()
-	select {
-	case e.port = <-got:
-	case <-e.done:
-		return nil, errors.New("the emulator exited at start")
-	case <-time.After(30 * time.Second):
-		e.stop()
-		return nil, errors.New("the emulator did not start within 30s")
-	}
-	// Wait until it answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(e.endpoint() + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			e.stop()
-			return nil, fmt.Errorf("the emulator does not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	http.DefaultClient.CloseIdleConnections()
-	return e, nil
-}
-
-// stop ends the emulator process and waits for it.
-func (e *emulator) stop() {
-	if e.cmd.Process == nil {
-		return
-	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(5 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.done
-	}
-}
+// startEmulator starts an emulator on port (0: a free one).
+func startEmulator(port int) (*sqstest.Emulator, error) { return sqstest.Start(port) }
 
 // needEndpoint returns the endpoint or reports the broker missing.
 func needEndpoint(t testing.TB) string {

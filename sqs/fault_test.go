@@ -26,8 +26,8 @@ func TestEmulatorRestart(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "sqs", "cannot start a private fauxqs emulator for the restart test: %v", err)
 	}
-	defer func() { emu.stop() }()
-	ep := emu.endpoint()
+	defer func() { emu.Stop() }()
+	ep := emu.Endpoint()
 	tr := openURL(t, ep, "")
 	defer tr.Close()
 	ctx := context.Background()
@@ -106,8 +106,8 @@ func TestEmulatorRestart(t *testing.T) {
 	}
 
 	// Down: typed errors, Receive keeps waiting.
-	emu.stop()
-	t.Logf("emulator stopped (port %d)", emu.port)
+	emu.Stop()
+	t.Logf("emulator stopped (port %d)", emu.Port)
 	for _, to := range []transport.Address{topic, q} {
 		err := send(to, "down")
 		if !errors.Is(err, transport.ErrUnavailable) {
@@ -120,11 +120,11 @@ func TestEmulatorRestart(t *testing.T) {
 	}
 
 	// Up again on the same port, empty.
-	port := emu.port
+	port := emu.Port
 	if emu, err = startEmulator(port); err != nil {
 		t.Fatalf("restarting the emulator on port %d: %v", port, err)
 	}
-	t.Logf("emulator restarted on port %d (all its state is gone)", emu.port)
+	t.Logf("emulator restarted on port %d (all its state is gone)", emu.Port)
 
 	// Keep sending until a message sent after the restart arrives: the
 	// first ones may be lost while the subscriptions re-declare.
