@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/rabbitmq"
+	"github.com/switchboard-go/switchboard/sqs/sqstest"
 )
 
 // runShop runs the whole shop on a client opened from url and checks each
@@ -83,6 +84,10 @@ func TestShopOnRabbitMQ(t *testing.T) {
 // TestShopOnKafka runs the same code on Kafka (kfake in process, or
 // SWITCHBOARD_KAFKA_BROKERS): only the URL changes.
 func TestShopOnKafka(t *testing.T) { runShop(t, kafkatest.URL(t)) }
+
+// TestShopOnSQS runs the same code on SQS/SNS (the fauxqs emulator, or
+// SWITCHBOARD_SQS_ENDPOINT): only the URL changes.
+func TestShopOnSQS(t *testing.T) { runShop(t, sqstest.URL(t)) }
 
 // withQuery adds a query parameter to a URL.
 func withQuery(raw, k, v string) string {

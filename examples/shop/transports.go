@@ -4,4 +4,5 @@ package main
 import (
 	_ "github.com/switchboard-go/switchboard/kafka"    // kafka://
 	_ "github.com/switchboard-go/switchboard/rabbitmq" // amqp://, amqps://
+	_ "github.com/switchboard-go/switchboard/sqs"      // sqs://
 )
