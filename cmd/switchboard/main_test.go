@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,12 +17,55 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/switchboard-go/switchboard/inmem"
+	"github.com/switchboard-go/switchboard/internal/testenv"
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
+	"github.com/switchboard-go/switchboard/sqs/sqstest"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopSQS()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// The SQS emulator is shared by the tests: it takes seconds to start.
+var sqsShared struct {
+	once sync.Once
+	emu  *sqstest.Emulator
+	err  error
+}
+
+// sqsURL returns an sqs:// URL: SWITCHBOARD_SQS_ENDPOINT, else the shared
+// emulator; else the test is skipped (or fails, when SWITCHBOARD_REQUIRE
+// asks for sqs).
+func sqsURL(t *testing.T) string {
+	t.Helper()
+	if os.Getenv(sqstest.EnvEndpoint) != "" {
+		return sqstest.URL(t)
+	}
+	sqsShared.once.Do(func() {
+		sqstest.SetDummyCredentials()
+		sqsShared.emu, sqsShared.err = sqstest.Start(0)
+	})
+	if sqsShared.err != nil {
+		testenv.Missing(t, "sqs", "%s is unset and the emulator did not start: %v", sqstest.EnvEndpoint, sqsShared.err)
+	}
+	return "sqs://?region=" + sqstest.Region + "&endpoint=" + url.QueryEscape(sqsShared.emu.Endpoint()) + "&wait=1s"
+}
+
+func stopSQS() {
+	if sqsShared.emu != nil {
+		sqsShared.emu.Stop()
+	}
+}
 
 // syncBuffer is a bytes.Buffer safe for a writer and a polling reader.
 type syncBuffer struct {
@@ -55,7 +100,8 @@ type world struct {
 func (w *world) n(name string) string { return name + w.suffix }
 
 // eachTransport runs fn on a shared in-memory broker, on Kafka (the
-// cluster in SWITCHBOARD_KAFKA_BROKERS, else an in-process kfake cluster)
+// cluster in SWITCHBOARD_KAFKA_BROKERS, else an in-process kfake
+// cluster), on SQS (SWITCHBOARD_SQS_ENDPOINT, else the fauxqs emulator)
 // and, when one is found, on RabbitMQ.
 func eachTransport(t *testing.T, fn func(t *testing.T, w *world)) {
 	t.Run("mem", func(t *testing.T) { fn(t, newWorld(t)) })
@@ -71,6 +117,12 @@ func eachTransport(t *testing.T, fn func(t *testing.T, w *world)) {
 			t.Skip("-short: in-memory only")
 		}
 		fn(t, &world{t: t, url: kafkatest.URL(t), suffix: "-" + uuid.NewString()[:8], wait: "3s"})
+	})
+	t.Run("sqs", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: in-memory only")
+		}
+		fn(t, &world{t: t, url: sqsURL(t), suffix: "-" + uuid.NewString()[:8], wait: "3s"})
 	})
 }
 
@@ -529,8 +581,9 @@ func TestHelpAndVersion(t *testing.T) {
 // real opener, and checks no output carries them.
 func TestSecretsNeverPrinted(t *testing.T) {
 	for _, url := range []string{
-		"amqp://user:s3cr3tpw@127.0.0.1:1/",     // refused
-		"amqp://guest:s3cr3tpw@127.0.0.1:5672/", // refused, or a bad password
+		"amqp://user:s3cr3tpw@127.0.0.1:1/", // refused
+		"kafka://user:s3cr3tpw@127.0.0.1:1?sasl=bogus",
+		"sqs://?region=us-east-1&secret_key=s3cr3tpw",
 		"mem://?token=s3cr3tpw",
 		"mem://user:s3cr3tpw@host/",
 	} {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -47,12 +48,30 @@ func amqpURL(t *testing.T) string {
 	}
 	const local = "amqp://guest:guest@127.0.0.1:5672/"
 	u, _ := url.Parse(local)
-	conn, err := net.DialTimeout("tcp", u.Host, time.Second)
-	if err != nil {
+	if err := probeAMQP(u.Host); err != nil {
 		testenv.Missing(t, "rabbitmq", "SWITCHBOARD_AMQP_URL is unset and %s does not answer: %v", u.Host, err)
 	}
-	conn.Close()
 	return local
+}
+
+// probeAMQP checks that an AMQP broker answers at addr: it sends the
+// protocol header and waits for the broker's first frame (a hung broker
+// accepts connections but never answers).
+func probeAMQP(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte("AMQP\x00\x00\x09\x01")); err != nil {
+		return err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return fmt.Errorf("no answer to the AMQP protocol header: %w", err)
+	}
+	return nil
 }
 
 // lineWatcher copies a stream and signals when a line contains a string.
