@@ -48,10 +48,17 @@ func amqpURL(t *testing.T) string {
 	}
 	const local = "amqp://guest:guest@127.0.0.1:5672/"
 	u, _ := url.Parse(local)
-	if err := probeAMQP(u.Host); err != nil {
+	amqpProbe.once.Do(func() { amqpProbe.err = probeAMQP(u.Host) })
+	if err := amqpProbe.err; err != nil {
 		testenv.Missing(t, "rabbitmq", "SWITCHBOARD_AMQP_URL is unset and %s does not answer: %v", u.Host, err)
 	}
 	return local
+}
+
+// amqpProbe holds the result of probing the local broker, once per run.
+var amqpProbe struct {
+	once sync.Once
+	err  error
 }
 
 // probeAMQP checks that an AMQP broker answers at addr: it sends the
