@@ -29,6 +29,14 @@ apt_install() { # package...
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || { log "apt-get install $* failed"; return 1; }
 }
 
+# rabbit_healthy: the node is up and its app running (the restart fault
+# test stops and starts the app), within a bounded time.
+rabbit_healthy() {
+	command -v rabbitmqctl >/dev/null 2>&1 || return 0 # not ours to check
+	timeout 20 rabbitmqctl -q await_startup --timeout 15 >/dev/null 2>&1 ||
+		timeout 20 rabbitmqctl -q start_app >/dev/null 2>&1
+}
+
 port_open() { # port
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-
 }
@@ -49,12 +57,20 @@ if [ -z "${SWITCHBOARD_AMQP_URL:-}" ]; then
 			for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
 		fi
 	fi
-	if port_open 5672; then
-		# The restart fault test stops and starts the app: make sure it runs.
-		rabbitmqctl -q await_startup >/dev/null 2>&1 || rabbitmqctl -q start_app >/dev/null 2>&1 || true
+	if port_open 5672 && ! rabbit_healthy; then
+		# Seen here after the machine was paused: the port accepts
+		# connections but the node never answers. Restart it.
+		log "RabbitMQ accepts connections but does not answer; restarting it"
+		timeout 30 rabbitmqctl -q stop >/dev/null 2>&1 || pkill -9 -u rabbitmq beam.smp || true
+		pkill -f rabbitmqctl >/dev/null 2>&1 || true
+		for _ in $(seq 1 30); do port_open 5672 || break; sleep 1; done
+		rabbitmq-server -detached >/dev/null 2>&1 || true
+		for _ in $(seq 1 90); do rabbit_healthy && break; sleep 2; done
+	fi
+	if port_open 5672 && rabbit_healthy; then
 		log "RabbitMQ is up on 127.0.0.1:5672"
 	else
-		log "RabbitMQ is NOT running on 127.0.0.1:5672"
+		log "RabbitMQ is NOT answering on 127.0.0.1:5672"
 	fi
 fi
 # Redis, for the Redis deduplication store, unless one is given.
