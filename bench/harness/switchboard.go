@@ -27,6 +27,13 @@ type opener func(ctx context.Context) (*messaging.Client, func(topic string) err
 //   - Latency: one Publish of one message at a time.
 //   - RRLatency/RRThroughput: Request to a Serve that echoes the body.
 func sbSetup(pattern string, open opener) func(ctx context.Context) (Runner, error) {
+	return sbSetupMode(pattern, open, false)
+}
+
+// sbSetupMode is sbSetup; with queue, the messages go to a recipient's
+// queue (Notify/Listen) instead of a topic and group (Publish/Subscribe),
+// to compare with raw clients that send to one queue (SQS).
+func sbSetupMode(pattern string, open opener, queue bool) func(ctx context.Context) (Runner, error) {
 	return func(ctx context.Context) (Runner, error) {
 		c, cleanup, err := open(ctx)
 		if err != nil {
@@ -40,9 +47,21 @@ func sbSetup(pattern string, open opener) func(ctx context.Context) (Runner, err
 			msgs[i] = &messaging.Message{Body: body}
 		}
 		subOpts := []messaging.SubscribeOption{messaging.WithMaxInFlight(Prefetch), messaging.WithKeyOrdering(false)}
+		subscribe := func(h messaging.Handler) (*messaging.Subscription, error) {
+			if queue {
+				return c.Listen(ctx, topic, h, subOpts...)
+			}
+			return c.Subscribe(ctx, topic, "g", h, subOpts...)
+		}
+		publish := func(ctx context.Context, ms ...*messaging.Message) error {
+			if queue {
+				return c.Notify(ctx, topic, ms...)
+			}
+			return c.Publish(ctx, topic, ms...)
+		}
 		switch pattern {
 		case Publish:
-			s, err := c.Subscribe(ctx, topic, "g", func(context.Context, *messaging.Message) error { return nil }, subOpts...)
+			s, err := subscribe(func(context.Context, *messaging.Message) error { return nil })
 			if err != nil {
 				return fail(err)
 			}
@@ -51,18 +70,18 @@ func sbSetup(pattern string, open opener) func(ctx context.Context) (Runner, err
 			}
 			r.run = func(ctx context.Context, n int) (Sample, error) {
 				start := now()
-				err := batches(ctx, n, func(ctx context.Context, k int) error { return c.Publish(ctx, topic, msgs[:k]...) })
+				err := batches(ctx, n, func(ctx context.Context, k int) error { return publish(ctx, msgs[:k]...) })
 				return Sample{N: n, Elapsed: since(start)}, err
 			}
 		case PubSub:
 			cnt := newCounter()
-			if _, err := c.Subscribe(ctx, topic, "g", func(context.Context, *messaging.Message) error { cnt.hit(); return nil }, subOpts...); err != nil {
+			if _, err := subscribe(func(context.Context, *messaging.Message) error { cnt.hit(); return nil }); err != nil {
 				return fail(err)
 			}
 			r.run = func(ctx context.Context, n int) (Sample, error) {
 				done := cnt.arm(n)
 				start := now()
-				if err := batches(ctx, n, func(ctx context.Context, k int) error { return c.Publish(ctx, topic, msgs[:k]...) }); err != nil {
+				if err := batches(ctx, n, func(ctx context.Context, k int) error { return publish(ctx, msgs[:k]...) }); err != nil {
 					return Sample{}, err
 				}
 				err := waitDone(ctx, done, cnt)
@@ -70,11 +89,11 @@ func sbSetup(pattern string, open opener) func(ctx context.Context) (Runner, err
 			}
 		case Latency:
 			p := newPing()
-			if _, err := c.Subscribe(ctx, topic, "g", func(context.Context, *messaging.Message) error { p.seen(); return nil }, subOpts...); err != nil {
+			if _, err := subscribe(func(context.Context, *messaging.Message) error { p.seen(); return nil }); err != nil {
 				return fail(err)
 			}
 			r.run = func(ctx context.Context, n int) (Sample, error) {
-				return latencyRun(ctx, n, p, func(ctx context.Context) error { return c.Publish(ctx, topic, msgs[0]) })
+				return latencyRun(ctx, n, p, func(ctx context.Context) error { return publish(ctx, msgs[0]) })
 			}
 		case RRLatency, RRThroughput:
 			if _, err := c.Serve(ctx, topic, func(_ context.Context, m *messaging.Message) (*messaging.Message, error) {

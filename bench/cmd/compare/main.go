@@ -26,14 +26,20 @@ import (
 
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds; every case runs once per round")
-	trs := flag.String("transports", "inmem,rabbitmq", "comma-separated transports")
+	trs := flag.String("transports", "inmem,rabbitmq,kafka,sqs", "comma-separated transports")
 	scale := flag.Float64("scale", 1, "multiplies the message count of every case")
 	only := flag.String("only", "", "regexp: run only the cases whose transport/pattern/impl matches")
 	amqpURL := flag.String("amqp", envOr("SWITCHBOARD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
 	benchOut := flag.String("benchout", "", "file to write Go benchmark lines to (for benchstat)")
 	cpuProf := flag.String("cpuprofile", "", "write a CPU profile of the measured runs")
 	memProf := flag.String("memprofile", "", "write an allocation profile (every allocation sampled)")
+	kafkaBrokers := flag.String("kafka", os.Getenv("SWITCHBOARD_KAFKA_BROKERS"), "Kafka brokers (comma-separated); empty: a kfake cluster in a child process")
+	sqsEndpoint := flag.String("sqs", os.Getenv("SWITCHBOARD_SQS_ENDPOINT"), "SQS endpoint; empty: the fauxqs emulator (sqs/sqstest)")
 	flag.Parse()
+	if os.Getenv(kfakeChild) != "" {
+		serveKfake()
+		return
+	}
 
 	var re *regexp.Regexp
 	if *only != "" {
@@ -53,9 +59,25 @@ func main() {
 			rc, cleanup := harness.RabbitMQ(*amqpURL, *scale)
 			defer cleanup()
 			cases = append(cases, rc...)
+		case "kafka":
+			brokers, stop, err := kafkaCluster(*kafkaBrokers)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "kafka: skipped: %v\n", err)
+				continue
+			}
+			defer stop()
+			cases = append(cases, harness.Kafka(brokers, *scale)...)
+		case "sqs":
+			ep, stop, err := sqsEndpointOrEmulator(*sqsEndpoint)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "sqs: skipped: %v\n", err)
+				continue
+			}
+			defer stop()
+			cases = append(cases, harness.SQS(ep, *scale)...)
 		case "":
 		default:
-			fmt.Fprintf(os.Stderr, "unknown transport %q (have: inmem, rabbitmq)\n", tr)
+			fmt.Fprintf(os.Stderr, "unknown transport %q (have: inmem, rabbitmq, kafka, sqs)\n", tr)
 			os.Exit(2)
 		}
 	}
