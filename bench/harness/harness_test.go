@@ -5,6 +5,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/switchboard-go/switchboard/sqs/sqstest"
 )
 
 // TestInMemCases runs every in-memory case once, tiny, to prove the
@@ -61,5 +66,50 @@ func TestReport(t *testing.T) {
 	rp.Markdown(&b)
 	if !strings.Contains(b.String(), "0.85× (0.80×–0.90×)") {
 		t.Fatalf("ratio missing:\n%s", b.String())
+	}
+}
+
+// TestKafkaCases runs every Kafka case once, tiny, on an in-process kfake
+// cluster.
+func TestKafkaCases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Skipf("kfake: %v", err)
+	}
+	defer c.Close()
+	for _, cs := range Kafka(c.ListenAddrs(), 0.002) {
+		t.Run(cs.Name(), func(t *testing.T) {
+			if r := Run(context.Background(), cs); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		})
+	}
+}
+
+// TestSQSCases runs every SQS case once, tiny, on SWITCHBOARD_SQS_ENDPOINT
+// or the fauxqs emulator; it skips when neither is available.
+func TestSQSCases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	sqstest.SetDummyCredentials()
+	ep := os.Getenv("SWITCHBOARD_SQS_ENDPOINT")
+	if ep == "" {
+		e, err := sqstest.Start(0)
+		if err != nil {
+			t.Skipf("no SQS endpoint and no emulator: %v", err)
+		}
+		defer e.Stop()
+		ep = e.Endpoint()
+	}
+	for _, cs := range SQS(ep, 0.005) {
+		t.Run(cs.Name(), func(t *testing.T) {
+			if r := Run(context.Background(), cs); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		})
 	}
 }
