@@ -29,12 +29,23 @@ apt_install() { # package...
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || { log "apt-get install $* failed"; return 1; }
 }
 
-# rabbit_healthy: the node is up and its app running (the restart fault
-# test stops and starts the app), within a bounded time.
+# amqp_answers: the broker answers the AMQP protocol header with its
+# Connection.Start within 5 seconds (rabbitmqctl can answer while the AMQP
+# listener is stuck, as seen here after the machine was paused).
+amqp_answers() {
+	local n
+	n=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672 && printf "AMQP\x00\x00\x09\x01" >&3 && head -c 8 <&3' 2>/dev/null | wc -c)
+	[ "${n:-0}" -ge 8 ]
+}
+
+# rabbit_healthy: the app runs (the restart fault test stops and starts it)
+# and AMQP answers.
 rabbit_healthy() {
-	command -v rabbitmqctl >/dev/null 2>&1 || return 0 # not ours to check
-	timeout 20 rabbitmqctl -q await_startup --timeout 15 >/dev/null 2>&1 ||
-		timeout 20 rabbitmqctl -q start_app >/dev/null 2>&1
+	if command -v rabbitmqctl >/dev/null 2>&1; then
+		timeout 20 rabbitmqctl -q await_startup --timeout 15 >/dev/null 2>&1 ||
+			timeout 20 rabbitmqctl -q start_app >/dev/null 2>&1 || true
+	fi
+	amqp_answers
 }
 
 port_open() { # port
@@ -57,15 +68,31 @@ if [ -z "${SWITCHBOARD_AMQP_URL:-}" ]; then
 			for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
 		fi
 	fi
+	if [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ] && port_open 5672 && command -v rabbitmqctl >/dev/null 2>&1; then
+		# The broker is this machine's own (CI says so): start from an empty
+		# node, so that queues left by earlier runs do not slow it down.
+		log "resetting RabbitMQ to an empty node"
+		timeout 60 rabbitmqctl -q stop_app >/dev/null 2>&1 &&
+			timeout 60 rabbitmqctl -q reset >/dev/null 2>&1 &&
+			timeout 60 rabbitmqctl -q start_app >/dev/null 2>&1 ||
+			log "could not reset RabbitMQ"
+	fi
 	if port_open 5672 && ! rabbit_healthy; then
 		# Seen here after the machine was paused: the port accepts
 		# connections but the node never answers. Restart it.
 		log "RabbitMQ accepts connections but does not answer; restarting it"
-		timeout 30 rabbitmqctl -q stop >/dev/null 2>&1 || pkill -9 -u rabbitmq beam.smp || true
 		pkill -f rabbitmqctl >/dev/null 2>&1 || true
+		pkill -9 -u rabbitmq beam.smp >/dev/null 2>&1 || true
+		pkill -9 -u rabbitmq epmd >/dev/null 2>&1 || true
 		for _ in $(seq 1 30); do port_open 5672 || break; sleep 1; done
+		if [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ] && [ -d /var/lib/rabbitmq/mnesia ]; then
+			# Ours (CI says so): a node stuck recovering hundreds of test
+			# queues is started empty instead.
+			log "starting RabbitMQ with an empty data directory"
+			rm -rf /var/lib/rabbitmq/mnesia/*
+		fi
 		rabbitmq-server -detached >/dev/null 2>&1 || true
-		for _ in $(seq 1 90); do rabbit_healthy && break; sleep 2; done
+		for _ in $(seq 1 90); do amqp_answers && break; sleep 2; done
 	fi
 	if port_open 5672 && rabbit_healthy; then
 		log "RabbitMQ is up on 127.0.0.1:5672"
