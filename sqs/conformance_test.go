@@ -16,12 +16,12 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Name: "sqs",
 		Open: func(ctx context.Context) (transport.Transport, error) {
-			return transport.Open(ctx, "sqs://?region="+region+"&endpoint="+ep+"&wait=1s")
+			return transport.Open(ctx, "sqs://?region="+region+"&endpoint="+ep+"&wait=1s&fifo=true")
 		},
 		OpenDialer: func(ctx context.Context, dial conformance.DialFunc) (transport.Transport, error) {
 			cfg := rawConfig(ep)
 			cfg.Credentials = credentials.NewStaticCredentialsProvider("test", "test", "")
-			return sbsqs.New(cfg, sbsqs.Options{WaitTime: 1e9, DialContext: dial})
+			return sbsqs.New(cfg, sbsqs.Options{WaitTime: 1e9, DialContext: dial, FIFO: true})
 		},
 		Teardown: func(ctx context.Context, prefix string) error {
 			return deletePrefix(ctx, ep, prefix)

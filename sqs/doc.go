@@ -171,9 +171,11 @@
 // characters or not printable ASCII); messages without a key get a group
 // per Send call ("sb-batch-"+the first message's ID), so one Send's keyless
 // messages keep their order too. MessageDeduplicationId is the message ID
-// (hashed likewise): re-sending a message ID within 5 minutes is
-// deduplicated by the service. OrderedByKey is true. Inboxes stay
-// standard queues.
+// and a nonce fixed for one Send call (hashed likewise): the SDK's retries
+// of a call are deduplicated by the service, but a message sent again on
+// purpose (a redriven dead letter) is delivered; deduplicating the
+// application's duplicates is package dedup's job, as on every transport.
+// OrderedByKey is true. Inboxes stay standard queues.
 //
 // # Errors and recovery
 //

@@ -539,6 +539,7 @@ func chunks(wire []wireMsg, per, maxBytes int) [][2]int {
 }
 
 func (t *Transport) sendSQS(ctx context.Context, qurl string, msgs []*transport.Message, wire []wireMsg, groups []string) error {
+	nonce := sendNonce()
 	for _, c := range chunks(wire, maxBatch, sqsMaxBatch) {
 		entries := make([]sqstypes.SendMessageBatchRequestEntry, 0, c[1]-c[0])
 		for i := c[0]; i < c[1]; i++ {
@@ -549,7 +550,7 @@ func (t *Transport) sendSQS(ctx context.Context, qurl string, msgs []*transport.
 			}
 			if groups != nil {
 				e.MessageGroupId = aws.String(groups[i])
-				e.MessageDeduplicationId = aws.String(fifoID(msgs[i].ID))
+				e.MessageDeduplicationId = aws.String(fifoID(msgs[i].ID + "/" + nonce))
 			}
 			entries = append(entries, e)
 		}
@@ -570,6 +571,7 @@ func (t *Transport) sendSQS(ctx context.Context, qurl string, msgs []*transport.
 }
 
 func (t *Transport) publish(ctx context.Context, arn string, msgs []*transport.Message, wire []wireMsg, groups []string) error {
+	nonce := sendNonce()
 	for _, c := range chunks(wire, snsPublishBatch, snsMaxBatch) {
 		entries := make([]snstypes.PublishBatchRequestEntry, 0, c[1]-c[0])
 		for i := c[0]; i < c[1]; i++ {
@@ -580,7 +582,7 @@ func (t *Transport) publish(ctx context.Context, arn string, msgs []*transport.M
 			}
 			if groups != nil {
 				e.MessageGroupId = aws.String(groups[i])
-				e.MessageDeduplicationId = aws.String(fifoID(msgs[i].ID))
+				e.MessageDeduplicationId = aws.String(fifoID(msgs[i].ID + "/" + nonce))
 			}
 			entries = append(entries, e)
 		}
@@ -701,4 +703,15 @@ func (t *Transport) OpenInbox(ctx context.Context) (transport.Inbox, error) {
 	t.mu.Unlock()
 	ib.start()
 	return ib, nil
+}
+
+// sendNonce returns a value unique to one Send call. FIFO deduplication
+// IDs are the message ID and this nonce: the SDK's retries of one call are
+// deduplicated by the service, while a message sent again on purpose (a
+// redriven dead letter) is delivered. Deduplication of the application's
+// own duplicates is package dedup's job, on every transport alike.
+func sendNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

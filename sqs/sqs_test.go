@@ -430,8 +430,10 @@ func TestFIFOOrder(t *testing.T) {
 		}
 		last[m.Key] = n
 	}
-	// Re-sending the same IDs is deduplicated (FIFO deduplication IDs
-	// come from message IDs).
+	// Sending the same IDs again in another Send delivers them again:
+	// deduplication IDs are per Send call (the SDK's retries of one call
+	// are deduplicated by the service; the application's own duplicates
+	// are package dedup's job).
 	q := transport.Queue(p + "fq")
 	if err := tr.Declare(ctx, q); err != nil {
 		t.Fatal(err)
@@ -447,7 +449,7 @@ func TestFIFOOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sq.Close()
-	recvN(t, sq, 3, true)
+	recvN(t, sq, 6, true)
 	expectNone(t, sq, 1500*time.Millisecond)
 }
 
