@@ -155,7 +155,12 @@ type Transport interface {
 	// can: publisher confirms, acks=all, a successful SendMessage). A nil
 	// error means every message was accepted. On error, some messages may
 	// have been accepted; package messaging treats the batch as failed
-	// and the caller may send it again (at-least-once).
+	// and the caller may send it again (at-least-once). When ctx ends
+	// after messages were handed to the broker, an adapter may wait
+	// briefly (a few hundred milliseconds) for their acknowledgement
+	// rather than report as failed what the broker accepted: consumers
+	// can receive a message before its producer sees the broker's
+	// acknowledgement (Kafka, RabbitMQ quorum queues).
 	//
 	// To a KindTopic address, Send creates the topic if it is missing.
 	// To a KindQueue address that was never declared, Send fails with an
