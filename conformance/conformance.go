@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,8 +74,13 @@ type testCase struct {
 	fn         func(e *env)
 }
 
-// cases lists every case, in the order they run.
-var cases = []testCase{
+// cases lists every case, in the order they run: the base families, then
+// each later family from its own file.
+var cases = slices.Concat(baseCases, membershipCases, handoverCases, crashLoopCases,
+	brokerEventCases, wireCases, adminCases, delayCases, batchCases)
+
+// baseCases are the families of version 0.1.
+var baseCases = []testCase{
 	{"PubSub", "RoundTrip100", pubSubRoundTrip100},
 	{"PubSub", "TopicIsolation", pubSubTopicIsolation},
 	{"PubSub", "FanOutTwoGroups", pubSubFanOutTwoGroups},

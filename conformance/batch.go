@@ -1,0 +1,4 @@
+package conformance
+
+// batchCases are the Batch cases: batch handlers.
+var batchCases = []testCase{}

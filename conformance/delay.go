@@ -1,0 +1,4 @@
+package conformance
+
+// delayCases are the Delay cases: delayed delivery.
+var delayCases = []testCase{}
