@@ -40,6 +40,7 @@ type Client struct {
 	declared  sync.Map       // queue name -> struct{}: declared by Notify
 	rpcQueues sync.Map       // service -> its request queue name
 	rt        *router        // reply router, opened on first request
+	opening   *inboxOpening  // the opening of rt under way, or nil
 	closeErr  error
 	closing   chan struct{}
 }
@@ -192,8 +193,33 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 // transmit sends through the send middleware and the transport, traced and
 // counted. Every message the client sends goes through it.
 func (c *Client) transmit(ctx context.Context, op string, to transport.Address, msgs []*transport.Message) error {
+	return c.transmitFit(ctx, op, to, msgs, nil)
+}
+
+// transmitFit is transmit with a size check after the trace context was
+// added to the headers: each message goes through fit when it is not nil
+// (fit may shrink it to the transport's limits, or fail), else, when
+// tracing added headers, through checkSize, so that nothing the client
+// adds after the caller's own size check reaches the transport over its
+// limits.
+func (c *Client) transmitFit(ctx context.Context, op string, to transport.Address, msgs []*transport.Message, fit func(*transport.Message) error) error {
 	ctx, span := c.tel.startSend(ctx, op, to, msgs)
-	err := c.sendFn(ctx, to, msgs)
+	var err error
+	if fit != nil || c.tel.prop != nil {
+		for _, m := range msgs {
+			if fit != nil {
+				err = fit(m)
+			} else {
+				err = c.checkSize(m)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = c.sendFn(ctx, to, msgs)
+	}
 	endSpan(span, err)
 	if err == nil {
 		c.tel.sent(to, len(msgs))
@@ -235,7 +261,9 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	for s := range c.subs {
 		subs = append(subs, s)
 	}
-	rt := c.rt
+	if c.opening != nil {
+		c.opening.cancel() // an inbox being opened is not waited for
+	}
 	c.mu.Unlock()
 
 	var errs []error
@@ -253,7 +281,10 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	c.ops.Wait()
+	c.ops.Wait() // sends, and an inbox opening, in progress
+	c.mu.Lock()
+	rt := c.rt
+	c.mu.Unlock()
 	if rt != nil {
 		rt.close()
 	}

@@ -1,9 +1,12 @@
 package messaging
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -19,7 +22,26 @@ const (
 	dlqFirst    = hdrDLQ + "first-failure"
 	dlqLast     = hdrDLQ + "last-failure"
 	dlqPerm     = hdrDLQ + "permanent"
+	// dlqTruncated lists what was cut to make the dead letter fit the
+	// transport's limits: "error", "headers", "body", comma-separated.
+	dlqTruncated = hdrDLQ + "truncated"
 )
+
+// What shrinkDeadLetter may cut, in the order it cuts them (the values of
+// DeadLetter.Truncated).
+const (
+	// TruncatedError: the error text was shortened.
+	TruncatedError = "error"
+	// TruncatedHeaders: some or all of the original message's headers
+	// were dropped, the largest first.
+	TruncatedHeaders = "headers"
+	// TruncatedBody: the body was cut short (its first bytes kept).
+	TruncatedBody = "body"
+)
+
+// minErrorText is the error text shrinkDeadLetter keeps while it can cut
+// something else.
+const minErrorText = 256
 
 // maxErrorText bounds the error text kept in a failure envelope.
 const maxErrorText = 4 << 10
@@ -43,8 +65,15 @@ type DeadLetter struct {
 	FirstFailure, LastFailure time.Time
 	// Original is the message as it was published: its ID, key, body,
 	// headers and envelope fields, without the failure envelope. Publish
-	// it again to redrive it.
+	// it again to redrive it (unless Truncated says its body or headers
+	// were cut).
 	Original *Message
+	// Truncated lists what was cut to make the dead letter fit the
+	// transport's MaxMessageSize and MaxHeaders, in this order:
+	// TruncatedError, TruncatedHeaders, TruncatedBody. It is empty when
+	// nothing was cut. It travels as the reserved header
+	// sb-dlq-truncated.
+	Truncated []string
 }
 
 func newDeadLetterMessage(tm *transport.Message, source, group string, cause error, attempts int, first, last time.Time) *transport.Message {
@@ -100,7 +129,12 @@ func ParseDeadLetter(m *Message) (*DeadLetter, error) {
 	}
 	orig := *m
 	orig.Topic, orig.Attempt, orig.reserved, orig.asFunc = "", 0, nil, nil
+	var truncated []string
+	if v := h[dlqTruncated]; v != "" {
+		truncated = strings.Split(v, ",")
+	}
 	return &DeadLetter{
+		Truncated:    truncated,
 		Topic:        topic,
 		Group:        h[dlqGroup],
 		Attempts:     attempts,
@@ -110,4 +144,102 @@ func ParseDeadLetter(m *Message) (*DeadLetter, error) {
 		LastFailure:  last,
 		Original:     &orig,
 	}, nil
+}
+
+// fits reports whether m is within the transport's limits.
+func fits(m *transport.Message, caps transport.Capabilities) bool {
+	return (caps.MaxMessageSize <= 0 || m.Size() <= caps.MaxMessageSize) &&
+		(caps.MaxHeaders <= 0 || len(m.Headers) <= caps.MaxHeaders)
+}
+
+// shrinkDeadLetter makes the dead letter dl fit the transport's
+// MaxMessageSize and MaxHeaders, cutting as little as it can, in this
+// order, each only while dl does not fit:
+//
+//  1. the error text, down to 256 bytes;
+//  2. the original message's headers (everything but the failure
+//     envelope: application headers, trace context, other reserved
+//     headers), the largest first;
+//  3. the body, keeping its first bytes;
+//  4. the rest of the error text.
+//
+// It records what it cut in the reserved header sb-dlq-truncated (see
+// DeadLetter.Truncated) and returns it. The envelope's other headers, the
+// ID, key, type, version, content type and time are never cut: when dl
+// does not fit without them, shrinkDeadLetter fails with an error
+// matching ErrMessageTooLarge. dl's Body is resliced, never written to.
+func shrinkDeadLetter(dl *transport.Message, caps transport.Capabilities) ([]string, error) {
+	if fits(dl, caps) {
+		return nil, nil
+	}
+	// Room for the sb-dlq-truncated header itself, at its longest.
+	reserve := len(dlqTruncated) + len(TruncatedError+","+TruncatedHeaders+","+TruncatedBody)
+	over := func() int {
+		if caps.MaxMessageSize <= 0 {
+			return 0
+		}
+		return dl.Size() + reserve - caps.MaxMessageSize
+	}
+	tooMany := func() bool { return caps.MaxHeaders > 0 && len(dl.Headers)+1 > caps.MaxHeaders }
+	cut := map[string]bool{}
+	cutError := func(floor int) {
+		text := dl.Headers[dlqError]
+		if n := over(); n > 0 && len(text) > floor {
+			dl.Headers[dlqError] = truncateUTF8(text, max(floor, len(text)-n))
+			cut[TruncatedError] = true
+		}
+	}
+	cutError(minErrorText)
+	if over() > 0 || tooMany() {
+		names := make([]string, 0, len(dl.Headers))
+		for k := range dl.Headers {
+			if !strings.HasPrefix(k, hdrDLQ) {
+				names = append(names, k)
+			}
+		}
+		slices.SortFunc(names, func(a, b string) int {
+			if c := cmp.Compare(len(b)+len(dl.Headers[b]), len(a)+len(dl.Headers[a])); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		for _, k := range names {
+			if over() <= 0 && !tooMany() {
+				break
+			}
+			delete(dl.Headers, k)
+			cut[TruncatedHeaders] = true
+		}
+	}
+	if n := over(); n > 0 && len(dl.Body) > 0 {
+		keep := max(0, len(dl.Body)-n)
+		dl.Body = dl.Body[:keep:keep]
+		cut[TruncatedBody] = true
+	}
+	cutError(0)
+	var what []string
+	for _, w := range []string{TruncatedError, TruncatedHeaders, TruncatedBody} {
+		if cut[w] {
+			what = append(what, w)
+		}
+	}
+	if len(what) > 0 {
+		dl.Headers[dlqTruncated] = strings.Join(what, ",")
+	}
+	if !fits(dl, caps) {
+		return what, errorf(ErrMessageTooLarge, "the dead letter of %s does not fit %s's limits (%d bytes, %d headers) even with its error text, headers and body cut: it is %d bytes with %d headers",
+			dl.ID, caps.Name, caps.MaxMessageSize, caps.MaxHeaders, dl.Size(), len(dl.Headers))
+	}
+	return what, nil
+}
+
+// truncateUTF8 returns at most n bytes of s, cut at a rune boundary.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

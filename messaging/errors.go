@@ -51,6 +51,10 @@ type RemoteError struct {
 	Message string
 	// Code is the responder's error code, set with WithCode; empty if none.
 	Code string
+	// Responder is who returned the error: the consumer group of the
+	// Respond (in a Gather), or the service of the Serve (see
+	// Message.Responder); empty when the responder did not say.
+	Responder string
 }
 
 // Error returns "switchboard: responder of <service>: <message>".

@@ -55,6 +55,12 @@ type Message struct {
 	// shutdown and ones lost with a crashed consumer; elsewhere the count
 	// starts again at 1 when another consumer gets the message.
 	Attempt int
+	// Responder is, on a reply, who sent it: the consumer group of the
+	// Respond that answered a Gather, or the service of the Serve that
+	// answered a Request. It travels as the reserved header sb-responder;
+	// it is empty on other messages and on replies from responders that
+	// are not Switchboard.
+	Responder string
 
 	asFunc   func(any) bool
 	reserved map[string]string // received "sb-" headers, kept apart from Headers
@@ -91,6 +97,7 @@ const (
 	hdrDeadline  = "sb-deadline"   // request deadline, Unix milliseconds
 	hdrError     = "sb-error"      // responder error text on a reply
 	hdrErrorCode = "sb-error-code" // responder error code on a reply
+	hdrResponder = "sb-responder"  // group (Respond) or service (Serve) of a reply
 	hdrDLQ       = "sb-dlq-"       // prefix of the failure envelope headers
 )
 

@@ -36,7 +36,7 @@ func (c *Client) Serve(ctx context.Context, service string, h ReplyHandler, opts
 		return nil, invalid("nil handler")
 	}
 	q := requestQueue(service)
-	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, h), opts)
+	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, service, h), opts)
 }
 
 // Respond answers the requests published to topic with Gather, as a
@@ -52,12 +52,16 @@ func (c *Client) Respond(ctx context.Context, topic, group string, h ReplyHandle
 	if h == nil {
 		return nil, invalid("nil handler")
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, h), opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, group, h), opts)
 }
 
-// replying turns a ReplyHandler into a Handler that sends its reply. Only
-// a failure to send the reply is a handler error (and so retried).
-func (c *Client) replying(service string, h ReplyHandler) Handler {
+// replying turns a ReplyHandler into a Handler that sends its reply,
+// marked with responder (the group of a Respond, the service of a Serve)
+// in the reserved header sb-responder. Only a failure to send the reply is
+// a handler error (and so retried); a failure that retrying cannot fix (a
+// reply the transport refuses as too large or invalid) is Permanent, so
+// the request is dead-lettered at once.
+func (c *Client) replying(service, responder string, h ReplyHandler) Handler {
 	return func(ctx context.Context, req *Message) error {
 		if dl, ok := req.reserved[hdrDeadline]; ok {
 			if ms, err := strconv.ParseInt(dl, 10, 64); err == nil && time.Now().UnixMilli() > ms {
@@ -71,25 +75,67 @@ func (c *Client) replying(service string, h ReplyHandler) Handler {
 		}
 		var tm *transport.Message
 		if err != nil {
-			h := map[string]string{hdrError: errorText(err)}
-			var ce *codedError
-			if errors.As(err, &ce) {
-				h[hdrErrorCode] = ce.code
-			}
-			tm = &transport.Message{ID: newID(), Time: time.Now(), Headers: h}
+			tm = errorReply(err, responder)
 		} else {
 			if reply == nil {
 				reply = &Message{}
 			}
 			if tm, err = c.prepare(reply, time.Now()); err != nil {
 				// The reply itself is bad: tell the requester.
-				tm = &transport.Message{ID: newID(), Time: time.Now(),
-					Headers: map[string]string{hdrError: errorText(fmt.Errorf("invalid reply: %w", err))}}
+				tm = errorReply(fmt.Errorf("invalid reply: %w", err), responder)
+			} else {
+				tm.Headers = withHeader(tm.Headers, hdrResponder, responder)
 			}
 		}
 		tm.CorrelationID = req.CorrelationID
 		tm.ReplyTo = ""
-		return c.transmit(ctx, "reply", transport.Reply(req.ReplyTo), []*transport.Message{tm})
+		err = c.transmitFit(ctx, "reply", transport.Reply(req.ReplyTo), []*transport.Message{tm}, func(m *transport.Message) error {
+			c.fitReply(m)
+			return c.checkSize(m)
+		})
+		if err != nil && permanentSendError(err) {
+			return Permanent(fmt.Errorf("switchboard: reply to %s cannot be sent: %w", req.ID, err))
+		}
+		return err
+	}
+}
+
+// errorReply returns a reply carrying a responder's error.
+func errorReply(err error, responder string) *transport.Message {
+	h := map[string]string{hdrError: errorText(err), hdrResponder: responder}
+	var ce *codedError
+	if errors.As(err, &ce) {
+		h[hdrErrorCode] = ce.code
+	}
+	return &transport.Message{ID: newID(), Time: time.Now(), Headers: h}
+}
+
+// fitReply makes a reply fit the transport's limits, which the headers the
+// client adds after the responder's own size check (correlation ID,
+// responder, trace context) may pass: a reply that does not fit is
+// replaced by an error reply saying so (the requester gets a
+// *RemoteError matching nothing but its text), and an error text too long
+// is cut.
+func (c *Client) fitReply(tm *transport.Message) {
+	err := c.checkSize(tm)
+	if err == nil {
+		return
+	}
+	if _, isErr := tm.Headers[hdrError]; !isErr {
+		er := errorReply(fmt.Errorf("reply not sent: %w", err), tm.Headers[hdrResponder])
+		er.CorrelationID = tm.CorrelationID
+		for k, v := range tm.Headers { // keep the trace context
+			if !isReserved(k) && len(er.Headers) < 8 {
+				er.Headers[k] = v
+			}
+		}
+		*tm = *er
+	}
+	if limit := c.caps.MaxMessageSize; limit > 0 {
+		if over := tm.Size() - limit; over > 0 {
+			text := tm.Headers[hdrError]
+			tm.Headers[hdrError] = truncateUTF8(text, max(0, len(text)-over))
+		}
 	}
 }
 
@@ -116,7 +162,7 @@ func remoteError(service string, m *Message) *RemoteError {
 	if !ok {
 		return nil
 	}
-	return &RemoteError{Service: service, Message: text, Code: m.reserved[hdrErrorCode]}
+	return &RemoteError{Service: service, Message: text, Code: m.reserved[hdrErrorCode], Responder: m.Responder}
 }
 
 // Request sends req to service and waits for the reply, until ctx ends or,
@@ -386,22 +432,38 @@ func WantReplies(n int) GatherOption { return func(o *gatherOptions) { o.want = 
 // deadline. The default is the client's request timeout.
 func GatherTimeout(d time.Duration) GatherOption { return func(o *gatherOptions) { o.timeout = d } }
 
-// gatherer collects the replies of one Gather.
+// gatherer collects the replies of one Gather, at most one per responder.
 type gatherer struct {
 	topic  string
 	want   int
 	mu     sync.Mutex
 	got    Gathered
+	seen   map[string]struct{} // responders (or, unnamed, reply IDs) counted
 	full   chan struct{}
 	isFull bool
 }
 
+// deliver counts a reply unless its responder's was counted already: a
+// group answers once, even when the broker delivers the request or the
+// reply twice (at-least-once). Replies that name no responder (not sent by
+// Switchboard) are told apart by their ID.
 func (g *gatherer) deliver(m *Message) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.isFull {
 		return
 	}
+	who := "r:" + m.Responder
+	if m.Responder == "" {
+		who = "id:" + m.ID
+	}
+	if _, dup := g.seen[who]; dup {
+		return
+	}
+	if g.seen == nil {
+		g.seen = make(map[string]struct{})
+	}
+	g.seen[who] = struct{}{}
 	if re := remoteError(g.topic, m); re != nil {
 		g.got.Errors = append(g.got.Errors, re)
 	} else {
@@ -498,20 +560,73 @@ func (c *Client) currentRouter() *router {
 	return c.rt
 }
 
+// inboxOpening is the opening of a client's reply inbox, shared by the
+// requests that need it meanwhile (a singleflight): it runs in its own
+// goroutine, holding no lock of the client, so that no other call waits
+// for it, and each request waits for it only until its own context ends.
+type inboxOpening struct {
+	done   chan struct{} // closed when the opening ended
+	cancel context.CancelFunc
+	err    error // set before done is closed
+}
+
+// inboxOpenTimeout bounds the opening of a reply inbox when the client's
+// request timeout is shorter.
+const inboxOpenTimeout = 30 * time.Second
+
 // router returns the client's reply router, opening the inbox on first
-// use.
+// use. The client's lock is never held across the broker call: the first
+// request starts the opening (see inboxOpening) and every request waits
+// for it, or for its own context.
 func (c *Client) router(ctx context.Context) (*router, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c.rt != nil {
+		rt := c.rt
+		c.mu.Unlock()
+		return rt, nil
+	}
+	op := c.opening
+	if op == nil {
+		octx, cancel := context.WithTimeout(context.Background(), max(inboxOpenTimeout, c.o.requestTimeout))
+		op = &inboxOpening{done: make(chan struct{}), cancel: cancel}
+		c.opening = op
+		c.ops.Add(1) // Shutdown waits for the opening, then closes its router
+		go c.openInbox(octx, op)
+	}
+	c.mu.Unlock()
+	select {
+	case <-op.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if op.err != nil {
+		return nil, op.err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if c.rt != nil {
-		return c.rt, nil
-	}
+	return c.rt, nil
+}
+
+// openInbox opens the reply inbox and installs its router. A failed
+// opening is forgotten, so that the next request tries again.
+func (c *Client) openInbox(ctx context.Context, op *inboxOpening) {
+	defer c.ops.Done()
+	defer op.cancel()
 	inbox, err := c.t.OpenInbox(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer close(op.done)
+	c.opening = nil
 	if err != nil {
-		return nil, fmt.Errorf("switchboard: open reply inbox: %w", err)
+		op.err = fmt.Errorf("switchboard: open reply inbox: %w", err)
+		return
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	rt := &router{
@@ -523,8 +638,7 @@ func (c *Client) router(ctx context.Context) (*router, error) {
 		pending: make(map[string]pending),
 	}
 	go rt.run(rctx)
-	c.rt = rt
-	return rt, nil
+	c.rt = rt // closed by Shutdown, even when it began meanwhile
 }
 
 func (r *router) register(corr string, p pending) bool {
@@ -550,6 +664,7 @@ func (r *router) run(ctx context.Context) {
 		msgs, err := r.inbox.Receive(ctx)
 		for _, tm := range msgs {
 			m := fromTransport(tm, "")
+			m.Responder = m.reserved[hdrResponder]
 			r.mu.Lock()
 			p := r.pending[m.CorrelationID]
 			r.mu.Unlock()

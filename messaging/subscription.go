@@ -264,7 +264,7 @@ func (s *Subscription) worker() {
 	for tm := range s.work {
 		for tm != nil {
 			if s.draining.Load() {
-				s.settle(tm, true)
+				s.release(tm)
 			} else {
 				s.process(tm)
 			}
@@ -298,14 +298,24 @@ func (s *Subscription) next(tm *transport.Message) *transport.Message {
 // process calls the handler until it succeeds, the attempts are used up or
 // the error is permanent, then acknowledges or dead-letters the message.
 // During shutdown a message that still needs a call is released instead.
+//
+// The attempt of the first call is the delivery's number (see
+// deliveryAttempt); a delivery already past MaxAttempts is dead-lettered
+// without calling the handler: the consumers it reached before stopped
+// while holding it (a crash loop).
 func (s *Subscription) process(tm *transport.Message) {
-	attempt := max(1, tm.DeliveryCount)
+	if tm.DeliveryCount > s.o.retry.MaxAttempts {
+		now := time.Now()
+		s.deadLetter(tm, &crashLoopError{deliveries: tm.DeliveryCount, maxAttempts: s.o.retry.MaxAttempts}, tm.DeliveryCount-1, now, now)
+		return
+	}
+	attempt := deliveryAttempt(tm)
 	var first time.Time
 	var bo *backoff.ExponentialBackOff
 	for {
 		err := s.call(tm, attempt)
 		if err == nil {
-			s.settle(tm, false)
+			s.settle(tm)
 			return
 		}
 		now := time.Now()
@@ -316,7 +326,7 @@ func (s *Subscription) process(tm *transport.Message) {
 			// Shutting down: the failure may be the shutdown's doing
 			// (a cancelled context). Release the message; its next
 			// consumer tries again.
-			s.settle(tm, true)
+			s.release(tm)
 			return
 		}
 		if IsPermanent(err) || attempt >= s.o.retry.MaxAttempts {
@@ -334,7 +344,7 @@ func (s *Subscription) process(tm *transport.Message) {
 		case <-t.C:
 		case <-s.drainCh:
 			t.Stop()
-			s.settle(tm, true)
+			s.release(tm)
 			return
 		}
 		attempt++
@@ -372,35 +382,75 @@ func (s *Subscription) call(tm *transport.Message, attempt int) (err error) {
 	return s.handler(ctx, m)
 }
 
-// settle acknowledges (or, with release, nacks) a message and frees its
-// slot.
-func (s *Subscription) settle(tm *transport.Message, release bool) {
-	s.acks.add(tm.AckID, release)
-	if !release {
-		s.c.tel.count(s.c.tel.acked, s.sm, 1)
-	}
+// settle acknowledges a message and frees its slot.
+func (s *Subscription) settle(tm *transport.Message) {
+	s.acks.add(tm.AckID)
+	s.c.tel.count(s.c.tel.acked, s.sm, 1)
+	s.c.tel.flight(s.sm, -1)
+	<-s.slots
+}
+
+// release gives a message up unsettled and frees its slot. Released
+// messages are not nacked one by one: the transport subscription's Close,
+// at the end of Shutdown, stops the broker's deliveries to this consumer
+// and then releases every delivery neither acknowledged nor dead-lettered,
+// so that each goes to the group's next consumer once, counted as one
+// delivery, rather than back to this closing consumer (see
+// transport.Subscription.Close).
+func (s *Subscription) release(*transport.Message) {
 	s.c.tel.flight(s.sm, -1)
 	<-s.slots
 }
 
 // deadLetter sends the message with its failure envelope to the
-// dead-letter queue, then acknowledges it. A failing send is retried until
-// it succeeds or the subscription shuts down, when the message is released
-// instead: nothing is acknowledged that was not dead-lettered.
+// dead-letter queue, then acknowledges it. A dead letter over the
+// transport's limits is first shrunk to fit (see shrinkDeadLetter). A send
+// that fails for a reason that may pass (the broker unavailable, a
+// timeout) is retried until it succeeds or the subscription shuts down,
+// when the message is released instead: nothing is acknowledged that was
+// not dead-lettered. A send that can never succeed (ErrMessageTooLarge or
+// ErrInvalid: the dead letter cannot be made to fit, or the broker refuses
+// it) is not retried: the message is acknowledged with an error logged and
+// counted in switchboard.messages.dead_letter_failed, so that its key
+// moves on. A dead-letter queue that has disappeared (ErrNotFound) is
+// declared again before the next try.
 func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts int, first, last time.Time) {
 	dl := newDeadLetterMessage(tm, s.source, s.group, cause, attempts, first, last)
+	var cut []string
+	fit := func(m *transport.Message) error {
+		var err error
+		cut, err = shrinkDeadLetter(m, s.c.caps)
+		return err
+	}
 	var bo *backoff.ExponentialBackOff
 	for {
 		ctx, cancel := context.WithTimeout(s.handlerCtx, 30*time.Second)
-		err := s.c.transmit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl})
+		err := s.c.transmitFit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl}, fit)
+		if errors.Is(err, transport.ErrNotFound) {
+			if derr := s.c.t.Declare(ctx, transport.Queue(s.dlq)); derr != nil {
+				s.log.Warn("switchboard: declare dead-letter queue again failed", "dlq", s.dlq, "error", derr)
+			}
+		}
 		cancel()
 		if err == nil {
 			s.c.tel.count(s.c.tel.deadLettered, s.sm, 1)
-			s.log.Warn("switchboard: message dead-lettered", "id", tm.ID, "attempts", attempts, "dlq", s.dlq, "error", cause)
-			s.settle(tm, false)
+			if len(cut) > 0 {
+				s.log.Warn("switchboard: message dead-lettered; the dead letter was shrunk to fit the transport's limits",
+					"id", tm.ID, "attempts", attempts, "dlq", s.dlq, "cut", cut, "error", cause)
+			} else {
+				s.log.Warn("switchboard: message dead-lettered", "id", tm.ID, "attempts", attempts, "dlq", s.dlq, "error", cause)
+			}
+			s.settle(tm)
 			return
 		}
-		s.log.Error("switchboard: dead-letter send failed", "id", tm.ID, "dlq", s.dlq, "error", err)
+		if permanentSendError(err) {
+			s.c.tel.count(s.c.tel.deadLetterFailed, s.sm, 1)
+			s.log.Error("switchboard: dead letter cannot be sent (never will be); message acknowledged without it",
+				"id", tm.ID, "key", tm.Key, "attempts", attempts, "dlq", s.dlq, "error", err, "handler_error", cause)
+			s.settle(tm)
+			return
+		}
+		s.log.Error("switchboard: dead-letter send failed; will retry", "id", tm.ID, "dlq", s.dlq, "error", err)
 		if bo == nil {
 			bo = s.newBackoff()
 		}
@@ -409,10 +459,16 @@ func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts i
 		case <-t.C:
 		case <-s.drainCh:
 			t.Stop()
-			s.settle(tm, true)
+			s.release(tm)
 			return
 		}
 	}
+}
+
+// permanentSendError reports whether a send failed for a reason that
+// retrying cannot fix.
+func permanentSendError(err error) bool {
+	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrInvalid)
 }
 
 // Close shuts the subscription down gracefully, waiting at most the
@@ -425,9 +481,12 @@ func (s *Subscription) Close() error {
 
 // Shutdown stops the subscription gracefully: it stops fetching, lets the
 // handlers that are running finish until ctx ends (then cancels their
-// context), releases every message it holds but has not handled (waiting
-// to retry, or queued behind its key) back to the broker, flushes its
-// acknowledgements and closes. The group or queue stays declared: messages
+// context), flushes its acknowledgements and closes the transport's
+// subscription, which stops the broker's deliveries to this consumer and
+// then releases every message it holds but has not handled (waiting to
+// retry, or queued behind its key) back to the broker: the group's next
+// consumer gets each of them once more, in key order, as one more
+// delivery (see Message.Attempt). The group or queue stays declared: messages
 // published afterwards wait for the next consumer. Calling Shutdown again
 // returns the first call's result.
 func (s *Subscription) Shutdown(ctx context.Context) error {
@@ -471,11 +530,10 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 type acker struct {
 	ts     transport.Subscription
 	log    *slog.Logger
-	ctx    context.Context // for ack and nack calls; cancelled if a flush at close hangs
+	ctx    context.Context // for ack calls; cancelled if a flush at close hangs
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	acks   []any
-	nack   []any
 	shut   bool
 	wake   chan struct{}
 	done   chan struct{}
@@ -488,17 +546,13 @@ func newAcker(ts transport.Subscription, log *slog.Logger) *acker {
 	return a
 }
 
-func (a *acker) add(id any, release bool) {
+func (a *acker) add(id any) {
 	a.mu.Lock()
 	if a.shut {
 		a.mu.Unlock()
 		return // the broker redelivers it: at-least-once
 	}
-	if release {
-		a.nack = append(a.nack, id)
-	} else {
-		a.acks = append(a.acks, id)
-	}
+	a.acks = append(a.acks, id)
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -508,11 +562,10 @@ func (a *acker) add(id any, release bool) {
 
 func (a *acker) run() {
 	defer close(a.done)
-	var acks, nacks []any
+	var acks []any
 	for range a.wake {
 		a.mu.Lock()
 		acks, a.acks = a.acks, acks[:0]
-		nacks, a.nack = a.nack, nacks[:0]
 		shut := a.shut
 		a.mu.Unlock()
 		if len(acks) > 0 {
@@ -520,12 +573,6 @@ func (a *acker) run() {
 				a.log.Warn("switchboard: ack failed; the broker will redeliver", "count", len(acks), "error", err)
 			}
 			clear(acks)
-		}
-		if len(nacks) > 0 {
-			if err := a.ts.Nack(a.ctx, nacks); err != nil {
-				a.log.Warn("switchboard: nack failed; the broker will redeliver", "count", len(nacks), "error", err)
-			}
-			clear(nacks)
 		}
 		if shut {
 			return

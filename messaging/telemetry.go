@@ -50,6 +50,9 @@ type telemetry struct {
 	acked        metric.Int64Counter
 	retried      metric.Int64Counter
 	deadLettered metric.Int64Counter
+	// deadLetterFailed counts messages acknowledged without a dead letter
+	// because the dead letter could never be sent.
+	deadLetterFailed metric.Int64Counter
 	inFlight     metric.Int64UpDownCounter
 	duration     metric.Float64Histogram
 }
@@ -93,6 +96,8 @@ func newTelemetry(o *clientOptions, caps transport.Capabilities) (telemetry, err
 	t.acked = counter("switchboard.messages.acked", "Messages acknowledged after their handler succeeded, or after they were dead-lettered.")
 	t.retried = counter("switchboard.messages.retried", "Handler failures followed by a retry.")
 	t.deadLettered = counter("switchboard.messages.dead_lettered", "Messages sent to a dead-letter queue.")
+	t.deadLetterFailed = counter("switchboard.messages.dead_letter_failed",
+		"Messages acknowledged without a dead letter because the dead letter could never be sent (too large even when shrunk, or refused as invalid).")
 	if err != nil {
 		return t, err
 	}

@@ -116,8 +116,12 @@ type Message struct {
 	// The fields below are set by the adapter on received messages only.
 
 	// DeliveryCount is how many times the broker has delivered this
-	// message, this delivery included (1 on first delivery), or 0 when the
-	// broker does not report it.
+	// message to the group (or queue), this delivery included (1 on first
+	// delivery), or 0 when the broker does not report it. Every earlier
+	// delivery counts once, however it ended: released by Close or Nack,
+	// or lost with a consumer whose connection dropped. Package messaging
+	// takes a message's attempt from it, and dead-letters without calling
+	// the handler a delivery whose count is over MaxAttempts.
 	DeliveryCount int
 	// AckID identifies the delivery for Subscription.Ack and Nack. It is
 	// opaque to package messaging.
@@ -222,14 +226,22 @@ type Subscription interface {
 
 	// Nack releases deliveries unprocessed: the broker will deliver them
 	// again, to this or another consumer of the group, as soon as it can.
-	// Package messaging nacks only when it stops consuming; it never
-	// nacks a message and keeps consuming the same key. An adapter that
-	// cannot release individual messages (Kafka) must at least never
-	// commit past a nacked message.
+	// Package messaging does not nack: it releases what it holds at
+	// shutdown with Close, which stops the broker's deliveries first. An
+	// adapter that cannot release individual messages (Kafka) must at
+	// least never commit past a nacked message.
 	Nack(ctx context.Context, ids []any) error
 
-	// Close stops receiving. Deliveries neither acked nor nacked are
-	// released back to the broker. Close is idempotent.
+	// Close stops receiving, then releases the deliveries neither acked
+	// nor nacked back to the broker. In that order: the broker's
+	// deliveries to this subscription stop first (basic.cancel or closing
+	// the channel, no further poll, leaving the consumer group), so that
+	// no released message is delivered back to this closing consumer and
+	// each counts as exactly one more delivery (DeliveryCount) when the
+	// group's next consumer receives it, in its key's order. Package
+	// messaging calls Close at the end of every shutdown, after its last
+	// Ack, and relies on it to release the messages it held unhandled.
+	// Close is idempotent.
 	Close() error
 }
 
