@@ -53,8 +53,8 @@ type telemetry struct {
 	// deadLetterFailed counts messages acknowledged without a dead letter
 	// because the dead letter could never be sent.
 	deadLetterFailed metric.Int64Counter
-	inFlight     metric.Int64UpDownCounter
-	duration     metric.Float64Histogram
+	inFlight         metric.Int64UpDownCounter
+	duration         metric.Float64Histogram
 }
 
 // messagingSystem maps an adapter name to OpenTelemetry's
