@@ -2,8 +2,6 @@ package messaging
 
 import (
 	"fmt"
-
-	"github.com/switchboard-go/switchboard/transport"
 )
 
 // deliveryAttempt returns the attempt of the first handler call of a
@@ -23,8 +21,8 @@ import (
 // delivery: messaging cannot carry a count of its own on a message it
 // releases, because a release gives the broker's copy back unchanged, and
 // rewriting the message (publishing a copy) would break its key's order.
-func deliveryAttempt(tm *transport.Message) int {
-	return max(1, tm.DeliveryCount)
+func deliveryAttempt(deliveryCount int) int {
+	return max(1, deliveryCount)
 }
 
 // crashLoopError is the failure recorded in the envelope of a message

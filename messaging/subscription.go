@@ -51,6 +51,11 @@ type Subscription struct {
 	lanesMu sync.Mutex
 	lanes   map[string]*lane
 
+	// looped holds, per key, the delivery count of the last message of
+	// the key dead-lettered as a crash loop (see firstAttempt).
+	loopedMu sync.Mutex
+	looped   map[string]int
+
 	acks *acker
 	sm   subMetrics
 
@@ -304,12 +309,12 @@ func (s *Subscription) next(tm *transport.Message) *transport.Message {
 // without calling the handler: the consumers it reached before stopped
 // while holding it (a crash loop).
 func (s *Subscription) process(tm *transport.Message) {
-	if tm.DeliveryCount > s.o.retry.MaxAttempts {
+	attempt, looping := s.firstAttempt(tm)
+	if looping {
 		now := time.Now()
 		s.deadLetter(tm, &crashLoopError{deliveries: tm.DeliveryCount, maxAttempts: s.o.retry.MaxAttempts}, tm.DeliveryCount-1, now, now)
 		return
 	}
-	attempt := deliveryAttempt(tm)
 	var first time.Time
 	var bo *backoff.ExponentialBackOff
 	for {
@@ -349,6 +354,43 @@ func (s *Subscription) process(tm *transport.Message) {
 		}
 		attempt++
 	}
+}
+
+// maxLoopedKeys bounds the keys a subscription remembers crash loops of.
+const maxLoopedKeys = 1024
+
+// firstAttempt returns the attempt of a delivery's first handler call
+// (see deliveryAttempt), or looping when the delivery is over MaxAttempts:
+// the consumers of its earlier deliveries stopped without settling it.
+//
+// A crash-looping message holds back the messages queued behind its key
+// (one at a time, in order): they were delivered, and released with each
+// crash, as often as it was, but never reached their handler. So once a
+// key's message is dead-lettered as a crash loop with delivery count n,
+// the key's later messages on this subscription do not count the n-1
+// deliveries they shared with it.
+func (s *Subscription) firstAttempt(tm *transport.Message) (attempt int, looping bool) {
+	d := tm.DeliveryCount
+	keyed := s.o.keyOrdering && tm.Key != ""
+	if keyed && d > 1 {
+		s.loopedMu.Lock()
+		if n := s.looped[tm.Key]; n > 0 {
+			d = max(1, d-(n-1))
+		}
+		s.loopedMu.Unlock()
+	}
+	if d <= s.o.retry.MaxAttempts {
+		return deliveryAttempt(d), false
+	}
+	if keyed {
+		s.loopedMu.Lock()
+		if s.looped == nil || len(s.looped) >= maxLoopedKeys {
+			s.looped = make(map[string]int)
+		}
+		s.looped[tm.Key] = tm.DeliveryCount
+		s.loopedMu.Unlock()
+	}
+	return 0, true
 }
 
 func (s *Subscription) newBackoff() *backoff.ExponentialBackOff {
