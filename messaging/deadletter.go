@@ -54,7 +54,9 @@ type DeadLetter struct {
 	// Group is the consumer group, empty for a queue.
 	Group string
 	// Attempts is the delivery attempt of the last handler call (see
-	// Message.Attempt).
+	// Message.Attempt). For a crash loop (a delivery over MaxAttempts,
+	// dead-lettered without calling the handler) it is the number of
+	// earlier deliveries, whose members stopped without settling it.
 	Attempts int
 	// LastError is the text of the handler's last error.
 	LastError string

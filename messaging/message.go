@@ -50,10 +50,14 @@ type Message struct {
 	// Attempt is, on a received message, which delivery attempt this
 	// handler call is: 1 the first time, 2 on the first retry, and so on.
 	// Where the broker reports delivery counts (see
-	// transport.Capabilities.DeliveryCount), earlier deliveries to other
-	// consumers count too, including ones released unhandled at a
-	// shutdown and ones lost with a crashed consumer; elsewhere the count
-	// starts again at 1 when another consumer gets the message.
+	// transport.Capabilities.DeliveryCount), the first call of a delivery
+	// has the broker's count, so earlier deliveries to other members of
+	// the group count too, once each: one released at a graceful shutdown
+	// (waiting to retry, queued behind its key, or interrupted) and one
+	// lost with a crashed member each raise it by exactly one. Elsewhere
+	// the count starts again at 1 when another consumer gets the message.
+	// A delivery whose count is over the RetryPolicy's MaxAttempts is
+	// dead-lettered without calling the handler (a crash loop).
 	Attempt int
 	// Responder is, on a reply, who sent it: the consumer group of the
 	// Respond that answered a Gather, or the service of the Serve that

@@ -405,9 +405,10 @@ func (c *Client) startRequest(ctx context.Context, to transport.Address, req *Me
 	return deadline, nil
 }
 
-// Gathered holds the replies a Gather collected.
+// Gathered holds the replies a Gather collected, one per responder.
 type Gathered struct {
-	// Replies are the successful replies, in arrival order.
+	// Replies are the successful replies, in arrival order; each one's
+	// Responder names its group.
 	Replies []*Message
 	// Errors are the errors responders returned, in arrival order.
 	Errors []*RemoteError
@@ -476,7 +477,9 @@ func (g *gatherer) deliver(m *Message) {
 }
 
 // Gather publishes req to topic and collects the replies of its responders
-// (see Respond): until WantReplies replies have arrived, or the deadline
+// (see Respond), at most one per responding group (Message.Responder; a
+// reply delivered twice, or a request handled twice by a group, counts
+// once): until WantReplies replies have arrived, or the deadline
 // (ctx's, or GatherTimeout, whichever is earlier) passes, or ctx is
 // cancelled. It always returns what arrived. The error is nil when the
 // wanted count arrived, or when no count was wanted and the deadline
