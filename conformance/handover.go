@@ -84,8 +84,10 @@ func handoverGracefulQueuedBehindKey(e *env) {
 		return nil
 	})
 	e.await("m0's handler to start", started)
-	// m1 at least waits behind m0 in the member.
-	e.waitUntil("the member to hold two messages", &ct.notifier, func() bool { return ct.received.Load() >= 2 })
+	// The messages the member received wait behind m0. (SQS FIFO hands
+	// out a group's next message only once the one in flight is settled:
+	// there, nothing waits in the member.)
+	e.Logf("handover: the member holds %d of the %d messages at its shutdown", ct.received.Load(), len(want))
 	if err := c1.Close(); err != nil {
 		e.Errorf("graceful shutdown: %v", err)
 	}
@@ -213,7 +215,6 @@ func (e *env) clientOn(tr transport.Transport, opts ...messaging.ClientOption) *
 // countingTransport counts the messages its subscriptions received.
 type countingTransport struct {
 	transport.Transport
-	notifier
 	received atomic.Int64
 }
 
@@ -234,7 +235,6 @@ func (s *countingSub) Receive(ctx context.Context, max int) ([]*transport.Messag
 	msgs, err := s.Subscription.Receive(ctx, max)
 	if len(msgs) > 0 {
 		s.t.received.Add(int64(len(msgs)))
-		s.t.Notify()
 	}
 	return msgs, err
 }
