@@ -244,8 +244,9 @@ func (c *Client) Close() error {
 
 // Shutdown shuts the client down gracefully: new calls fail with
 // ErrClosed; every subscription stops fetching, lets its in-flight
-// handlers finish until ctx ends, releases what it has not handled back to
-// the broker and flushes its acknowledgements; sends in progress finish;
+// handlers finish until ctx ends, flushes its acknowledgements, stops the
+// broker's deliveries and releases what it has not handled back to the
+// broker (see Subscription.Shutdown); sends in progress finish;
 // requests still waiting fail with ErrClosed; then the transport is
 // closed. Nothing acknowledged is lost and nothing unacknowledged is
 // acknowledged. Calling it again returns the first call's result.
