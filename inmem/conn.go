@@ -241,7 +241,7 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	s.mu.Unlock()
-	es, err := s.q.pop(ctx, s.closed, s.wake, max)
+	es, err := s.q.pop(ctx, s.closed, s.wake, max, s)
 	if err != nil {
 		return nil, err
 	}
@@ -274,12 +274,17 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 // Ack implements transport.Subscription.
 func (s *subscription) Ack(_ context.Context, ids []any) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	done := make([]*entry, 0, len(ids))
 	for _, id := range ids {
 		if e, ok := id.(*entry); ok {
-			delete(s.outstanding, e)
+			if _, mine := s.outstanding[e]; mine {
+				delete(s.outstanding, e)
+				done = append(done, e)
+			}
 		}
 	}
+	s.mu.Unlock()
+	s.q.release(done) // their keys may move to another member
 	return nil
 }
 
@@ -342,7 +347,7 @@ func (in *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	default:
 	}
-	es, err := in.q.pop(ctx, in.closed, in.wake, 64)
+	es, err := in.q.pop(ctx, in.closed, in.wake, 64, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -123,8 +123,19 @@ func openURL(_ context.Context, u *url.URL) (transport.Transport, error) {
 type entry struct {
 	msg   transport.Message // this group's copy; Body and Headers are shared, immutable
 	seq   uint64
-	count int // deliveries so far
+	count int  // deliveries so far
+	held  bool // counted in its queue's holds (in flight to a subscription)
 }
+
+// hold records that a key has messages in flight to one subscription.
+type hold struct {
+	owner any // the subscription
+	n     int // entries of the key in flight to owner
+}
+
+// scanLimit bounds how far past the head pop looks for a message whose key
+// is not held by another subscription.
+const scanLimit = 4096
 
 // queue is a FIFO of entries with competing consumers.
 type queue struct {
@@ -134,9 +145,13 @@ type queue struct {
 	head    int
 	seq     uint64
 	waiting []chan struct{} // wake channels of blocked callers
+	// holds maps each key with entries in flight to a subscription to
+	// that subscription: the key's other entries go to no other
+	// subscription until all of them are settled (key affinity, see pop).
+	holds map[string]*hold
 }
 
-func newQueue(max int) *queue { return &queue{max: max} }
+func newQueue(max int) *queue { return &queue{max: max, holds: make(map[string]*hold)} }
 
 func (q *queue) len() int { return len(q.ready) - q.head }
 
@@ -210,6 +225,7 @@ func (q *queue) requeue(es []*entry) {
 	slices.SortFunc(es, func(a, b *entry) int { return cmpUint(a.seq, b.seq) })
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.unhold(es)
 	rest := q.ready[q.head:]
 	merged := make([]*entry, 0, len(es)+len(rest))
 	i, j := 0, 0
@@ -236,29 +252,119 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
-// pop takes up to max entries, waiting on wake until there is one.
-func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int) ([]*entry, error) {
+// release settles entries acknowledged by their subscription: their keys
+// may go to another subscription once nothing of theirs is in flight.
+func (q *queue) release(es []*entry) {
+	if len(es) == 0 {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.len() == 0 {
+	if q.unhold(es) {
+		q.broadcast()
+	}
+}
+
+// unhold drops es from their keys' holds, reporting whether a key was
+// freed; called with q.mu held.
+func (q *queue) unhold(es []*entry) bool {
+	freed := false
+	for _, e := range es {
+		if !e.held {
+			continue
+		}
+		e.held = false
+		if h := q.holds[e.msg.Key]; h != nil {
+			if h.n--; h.n <= 0 {
+				delete(q.holds, e.msg.Key)
+				freed = true
+			}
+		}
+	}
+	return freed
+}
+
+// pop takes up to max entries, waiting on wake until there is one.
+//
+// With a non-nil owner (a subscription), pop keeps key affinity: an entry
+// whose key has entries in flight to another owner is skipped (it stays
+// in place, in order), and the keys of the entries taken are held by owner
+// until it acknowledges or releases all of them. So the messages of a key
+// are in flight to one member of a group at a time, and a key moves to
+// another member only between two of its messages: one handler at a time
+// per key and publication order hold across the members of a group, while
+// different keys spread across them.
+func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int, owner any) ([]*entry, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		out := q.take(max, owner)
+		if len(out) > 0 {
+			for _, e := range out {
+				e.count++
+			}
+			q.broadcast() // room for blocked senders
+			return out, nil
+		}
 		if err := q.wait(ctx, closed, wake); err != nil {
 			return nil, err
 		}
 	}
-	n := min(max, q.len())
-	out := make([]*entry, n)
-	copy(out, q.ready[q.head:q.head+n])
-	for i := q.head; i < q.head+n; i++ {
+}
+
+// take removes up to max entries for owner from the ready list; called
+// with q.mu held.
+func (q *queue) take(max int, owner any) []*entry {
+	if q.len() == 0 {
+		return nil
+	}
+	if owner == nil {
+		n := min(max, q.len())
+		out := make([]*entry, n)
+		copy(out, q.ready[q.head:q.head+n])
+		for i := q.head; i < q.head+n; i++ {
+			q.ready[i] = nil
+		}
+		q.head += n
+		q.compact()
+		return out
+	}
+	var out []*entry
+	kept := 0 // entries skipped, moved down to q.ready[q.head:q.head+kept]
+	end := q.head
+	limit := min(len(q.ready), q.head+scanLimit)
+	for ; end < limit && len(out) < max; end++ {
+		e := q.ready[end]
+		if k := e.msg.Key; k != "" {
+			h := q.holds[k]
+			if h != nil && h.owner != owner {
+				q.ready[q.head+kept] = e
+				kept++
+				continue
+			}
+			if h == nil {
+				h = &hold{owner: owner}
+				q.holds[k] = h
+			}
+			h.n++
+			e.held = true
+		}
+		out = append(out, e)
+	}
+	// The skipped entries go back just before end, in their order.
+	copy(q.ready[end-kept:end], q.ready[q.head:q.head+kept])
+	for i := q.head; i < end-kept; i++ {
 		q.ready[i] = nil
 	}
-	q.head += n
+	q.head = end - kept
+	q.compact()
+	return out
+}
+
+// compact drops the consumed front of the ready list once it dominates.
+func (q *queue) compact() {
 	if q.head > 1024 && q.head*2 > len(q.ready) {
 		q.ready = append(q.ready[:0:0], q.ready[q.head:]...)
 		q.head = 0
 	}
-	for _, e := range out {
-		e.count++
-	}
-	q.broadcast() // room for blocked senders
-	return out, nil
 }

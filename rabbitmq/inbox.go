@@ -139,6 +139,14 @@ func (ib *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 		select {
 		case d, ok := <-pc.replies:
 			if !ok {
+				// The channel closed, or the broker cancelled the reply
+				// consumer while the channel stayed open: close it, so
+				// that its keeper opens a new one with a new consumer
+				// (this inbox's address maps to the new one).
+				if !ib.isClosed() && !pc.ch.IsClosed() {
+					ib.t.opts.Logger.Warn("rabbitmq: the broker cancelled the reply consumer; consuming again")
+					_ = pc.ch.Close()
+				}
 				select {
 				case <-pc.lostCh:
 				case <-ctx.Done():

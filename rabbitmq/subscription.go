@@ -110,6 +110,16 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	return s, nil
 }
 
+// cancelled closes sc's channel after its consumer ended while the channel
+// stayed open, so that the keeper sets the consumer up again.
+func (s *subscription) cancelled(sc *subChan) {
+	if s.isClosed() || sc.ch.IsClosed() {
+		return
+	}
+	s.t.opts.Logger.Warn("rabbitmq: the broker cancelled the consumer; declaring and consuming again", "queue", s.queue)
+	_ = sc.ch.Close()
+}
+
 func (sc *subChan) kill() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -154,7 +164,13 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		select {
 		case d, ok := <-sc.deliveries:
 			if !ok {
-				select { // the channel closed: wait until the keeper replaces it
+				// The channel closed, or the broker cancelled the consumer
+				// (its queue was deleted, its node left: basic.cancel),
+				// which closes the deliveries but not the channel. Close
+				// the channel: its keeper reopens it, re-declaring the
+				// queue and its binding and consuming again.
+				s.cancelled(sc)
+				select { // wait until the keeper replaces it
 				case <-sc.lostCh:
 				case <-ctx.Done():
 				case <-s.closed:

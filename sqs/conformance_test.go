@@ -16,7 +16,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Name: "sqs",
 		Open: func(ctx context.Context) (transport.Transport, error) {
-			return transport.Open(ctx, "sqs://?region="+region+"&endpoint="+ep+"&wait=1s&fifo=true")
+			return transport.Open(ctx, "sqs://?region="+region+"&endpoint="+ep+"&wait=1s") // the default URL: FIFO mode
 		},
 		OpenDialer: func(ctx context.Context, dial conformance.DialFunc) (transport.Transport, error) {
 			cfg := rawConfig(ep)

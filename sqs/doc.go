@@ -14,7 +14,8 @@
 //   - endpoint: an http:// or https:// base endpoint for both SQS and SNS (emulators, LocalStack).
 //     The URL's host:port, if given, means endpoint=http://host:port.
 //   - profile: a shared-config profile.
-//   - fifo: true for FIFO topics and queues (see Ordering). Default false.
+//   - fifo: true (default) for FIFO topics and queues, false for standard ones (see
+//     Ordering). Standard mode relaxes per-key order across members: opt in knowingly.
 //   - visibility: the visibility timeout of received messages, in seconds or a Go
 //     duration (default 10s; extended while a message is held, see Receiving).
 //   - wait: the long-poll time of one ReceiveMessage, 0-20s (default 2s). Closing a
@@ -160,13 +161,7 @@
 //
 // # Ordering
 //
-// Standard mode (default): SQS standard queues are best-effort ordered
-// and may deliver twice; Capabilities.OrderedByKey is false and package
-// messaging serialises handlers per key itself. The emulator keeps send
-// order, and the adapter preserves it (one receiver, batches sent in
-// order).
-//
-// FIFO mode (fifo=true): FIFO topics and queues. MessageGroupId is the
+// FIFO mode (fifo=true, the default of the sqs:// URL): FIFO topics and queues. MessageGroupId is the
 // message key (hashed to "h-"+SHA-256 when it is longer than 128
 // characters or not printable ASCII); messages without a key get a group
 // per Send call ("sb-batch-"+the first message's ID), so one Send's keyless
@@ -175,7 +170,20 @@
 // of a call are deduplicated by the service, but a message sent again on
 // purpose (a redriven dead letter) is delivered; deduplicating the
 // application's duplicates is package dedup's job, as on every transport.
-// OrderedByKey is true. Inboxes stay standard queues.
+// OrderedByKey is true. Inboxes stay standard queues. The service keeps
+// a message group locked to one receive while any of its messages is in
+// flight, so one key's messages are handled one at a time and in order
+// across all the members of a group (SEMANTICS.md R70-R72), while
+// different keys spread across the members.
+//
+// Standard mode (fifo=false, opt in; the zero Options of New): SQS
+// standard queues are best-effort ordered and may deliver twice;
+// Capabilities.OrderedByKey is false. Package messaging serialises handlers
+// per key within one member, but with several members one key's messages
+// may run on two members at once and out of order: use it only for
+// unkeyed traffic or a single member per group. The emulator keeps send
+// order, and the adapter preserves it (one receiver, batches sent in
+// order).
 //
 // # Errors and recovery
 //

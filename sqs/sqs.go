@@ -33,7 +33,10 @@ func init() {
 type Options struct {
 	// FIFO selects FIFO topics and queues (names end in ".fifo"): messages
 	// with the same key, and the messages of one Send, reach a group in
-	// order (MessageGroupId = key). Capabilities.OrderedByKey reports it.
+	// order (MessageGroupId = key), and one key is in flight to one member
+	// of a group at a time. Capabilities.OrderedByKey reports it. The
+	// sqs:// URL defaults to FIFO (fifo=true); with New, set it: standard
+	// mode (false) relaxes per-key order across members.
 	FIFO bool
 	// VisibilityTimeout is how long a received message stays invisible to
 	// other consumers; the adapter extends it while the message is held.
@@ -151,7 +154,7 @@ const acceptedParams = "region, endpoint, profile, fifo, visibility, wait, recei
 // openURL opens "sqs://[host:port]?region=...&endpoint=...". See the
 // package documentation for the parameters.
 func openURL(ctx context.Context, u *url.URL) (transport.Transport, error) {
-	var opts Options
+	opts := Options{FIFO: true} // the default keeps every promise; fifo=false opts out
 	var region, endpoint, profile string
 	for k, vs := range u.Query() {
 		v := ""
