@@ -28,7 +28,12 @@ func encode(topic string, m *transport.Message, hint int) kafkago.Message {
 	return km
 }
 
-// decode maps a Kafka record to a Message.
+// decode maps a Kafka record to a Message (see the package documentation
+// and SEMANTICS.md, "Wire mappings"): the CloudEvents Kafka binding's ce_
+// headers and content-type (any case) set the envelope; the record key is
+// the Key; a message without ce_time gets the record's timestamp, and one
+// without ce_id the ID "<topic>-<partition>-<offset>", stable across
+// redeliveries.
 func decode(km *kafkago.Message) *transport.Message {
 	m := &transport.Message{}
 	if len(km.Key) > 0 {
@@ -38,15 +43,14 @@ func decode(km *kafkago.Message) *transport.Message {
 	for _, h := range km.Headers {
 		wire[h.Key] = string(h.Value)
 	}
-	_, cloudEvent := wire[ceprefix+transport.AttrSpecVersion]
-	transport.DecodeAttributes(m, ceprefix, wire)
+	transport.DecodeEnvelope(m, wire, ceprefix)
 	if len(km.Value) > 0 {
 		m.Body = km.Value
 	} else {
 		m.Body = []byte{}
 	}
-	if !cloudEvent && m.Time.IsZero() {
-		m.Time = km.Time
+	if m.Time.IsZero() {
+		m.Time = km.Time // no ce_time (or a malformed one): the record's timestamp
 	}
 	if m.ID == "" {
 		m.ID = km.Topic + "-" + strconv.Itoa(km.Partition) + "-" + strconv.FormatInt(km.Offset, 10)
