@@ -146,9 +146,10 @@ func DecodeAttributes(m *Message, prefix string, wire map[string]string) {
 //     sets an empty Type); prefix+specversion is dropped. Fields already
 //     set on m (from native properties) are kept when the header is
 //     absent.
-//   - "content-type" (or prefix+datacontenttype) sets ContentType unless
-//     m.ContentType was already set from a native property; the
-//     lower-case name wins over other casings.
+//   - "content-type" in any case (or prefix+datacontenttype) sets
+//     ContentType unless m.ContentType was already set from a native
+//     property; the lower-case name wins over other casings. One that is
+//     not used stays a header (escaped, as reserved).
 //   - Any other prefix+name is a CloudEvents extension attribute: it
 //     becomes the header name (lower case), unless a plain header of that
 //     name is present, which wins.
@@ -159,19 +160,14 @@ func DecodeAttributes(m *Message, prefix string, wire map[string]string) {
 // A malformed time is ignored rather than failing the message: the
 // message is still delivered.
 func DecodeEnvelope(m *Message, wire map[string]string, prefixes ...string) {
-	var user, ext map[string]string
-	nativeCT := m.ContentType != ""
-	ctExact := false
-	setCT := func(name, v string) {
-		if nativeCT || (ctExact && name != HeaderContentType) {
-			return
-		}
-		m.ContentType = v
-		ctExact = ctExact || name == HeaderContentType
-	}
+	var user, ext, cts map[string]string
+	dataContentType, hasDCT := "", false
 	for k, v := range wire {
 		if strings.EqualFold(k, HeaderContentType) {
-			setCT(k, v)
+			if cts == nil {
+				cts = make(map[string]string, 1)
+			}
+			cts[k] = v
 			continue
 		}
 		attr, ok := cutPrefixFold(k, prefixes)
@@ -207,15 +203,39 @@ func DecodeEnvelope(m *Message, wire map[string]string, prefixes ...string) {
 		case AttrReplyTo:
 			m.ReplyTo = v
 		case AttrDataContentType:
-			if !ctExact {
-				setCT("", v)
-			}
+			dataContentType, hasDCT = v, true
 		default:
 			if ext == nil {
 				ext = make(map[string]string, 4)
 			}
 			ext[attr] = v
 		}
+	}
+	// The content type: a native property wins, then "content-type",
+	// then another casing (the least in byte order), then
+	// prefix+datacontenttype. Content-type headers not used stay headers
+	// (escaped: the name is reserved).
+	if m.ContentType == "" && len(cts) > 0 {
+		pick := HeaderContentType
+		if _, ok := cts[pick]; !ok {
+			pick = ""
+			for k := range cts {
+				if pick == "" || k < pick {
+					pick = k
+				}
+			}
+		}
+		m.ContentType = cts[pick]
+		delete(cts, pick)
+	} else if m.ContentType == "" && hasDCT {
+		m.ContentType = dataContentType
+	}
+	for k, v := range cts {
+		if user == nil {
+			user = make(map[string]string, len(cts))
+		}
+		name, value := EscapeHeader(k, v)
+		user[name] = value
 	}
 	for k, v := range ext {
 		name, value := EscapeHeader(k, v)
