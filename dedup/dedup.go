@@ -19,6 +19,14 @@
 //     other consumer has completed (Done: acknowledged) or released (the
 //     retry claims it).
 //
+// Messages without an ID: a message from a producer that gives it no ID,
+// on a broker that has no stable identity to fall back on (an AMQP message
+// without message-id or cloudEvents_id), arrives with an empty ID. It
+// cannot be told apart from another, so the middleware never
+// deduplicates it, whatever the key function: the handler runs, the
+// counter switchboard.dedup.unidentified is incremented, and the first
+// such message is logged (once per middleware). See SEMANTICS.md, R84.
+//
 // Store errors fail closed by default: Begin's error is returned, so the
 // message is retried and, if the store stays down, dead-lettered; it is
 // never handled without a claim and never dropped. WithFailOpen(true)
@@ -44,9 +52,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/switchboard-go/switchboard/messaging"
 )
 
@@ -118,6 +131,10 @@ type options struct {
 	retention time.Duration
 	failOpen  bool
 	log       *slog.Logger
+	meter     metric.MeterProvider
+
+	unidentified metric.Int64Counter
+	logOnce      *sync.Once
 }
 
 // WithKey sets the function that derives the deduplication key of a
@@ -162,6 +179,15 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
 
+// WithMeterProvider sets where the middleware's counter goes:
+// switchboard.dedup.unidentified, the messages handled without
+// deduplication because they carry no ID (attribute messaging.destination.name,
+// the topic or queue). The default is OpenTelemetry's global provider
+// (otel.GetMeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meter = mp }
+}
+
 func defaultKey(m *messaging.Message) string { return m.Topic + ":" + m.ID }
 
 // Middleware returns messaging middleware that handles each message key
@@ -172,7 +198,8 @@ func defaultKey(m *messaging.Message) string { return m.Topic + ":" + m.ID }
 // Install it inside a breaker.Handler (after it in WithMiddleware), so
 // that a paused call holds no claim.
 func Middleware(store Store, opts ...Option) (messaging.Middleware, error) {
-	o := options{key: defaultKey, lease: DefaultLease, retention: DefaultRetention, log: slog.New(slog.DiscardHandler)}
+	o := options{key: defaultKey, lease: DefaultLease, retention: DefaultRetention, log: slog.New(slog.DiscardHandler),
+		meter: otel.GetMeterProvider(), logOnce: new(sync.Once)}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -187,6 +214,14 @@ func Middleware(store Store, opts ...Option) (messaging.Middleware, error) {
 		return nil, fmt.Errorf("%w: dedup: lease is %s; it must be positive", messaging.ErrInvalid, o.lease)
 	case o.retention <= 0:
 		return nil, fmt.Errorf("%w: dedup: retention is %s; it must be positive", messaging.ErrInvalid, o.retention)
+	case o.meter == nil:
+		return nil, fmt.Errorf("%w: dedup: WithMeterProvider(nil)", messaging.ErrInvalid)
+	}
+	var err error
+	o.unidentified, err = o.meter.Meter("github.com/switchboard-go/switchboard/dedup").Int64Counter("switchboard.dedup.unidentified",
+		metric.WithUnit("{message}"), metric.WithDescription("Messages handled without deduplication because they carry no ID."))
+	if err != nil {
+		return nil, fmt.Errorf("dedup: counter: %w", err)
 	}
 	return func(next messaging.Handler) messaging.Handler {
 		return func(ctx context.Context, m *messaging.Message) error {
@@ -196,6 +231,14 @@ func Middleware(store Store, opts ...Option) (messaging.Middleware, error) {
 }
 
 func (o *options) handle(ctx context.Context, store Store, next messaging.Handler, m *messaging.Message) (err error) {
+	if m.ID == "" {
+		// No identity: never deduplicated, never dropped (R84).
+		o.unidentified.Add(ctx, 1, metric.WithAttributes(attribute.String("messaging.destination.name", m.Topic)))
+		o.logOnce.Do(func() {
+			o.log.Warn("dedup: a message without an ID is handled without deduplication (its producer sets no message-id); further ones are only counted", "topic", m.Topic)
+		})
+		return next(ctx, m)
+	}
 	key := o.key(m)
 	if key == "" {
 		return next(ctx, m)

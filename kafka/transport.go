@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,9 +20,6 @@ import (
 
 	"github.com/switchboard-go/switchboard/transport"
 )
-
-// ceprefix is the CloudEvents Kafka protocol binding's header prefix.
-const ceprefix = "ce_"
 
 // Transport is a Switchboard transport over Apache Kafka (kafka-go). Its
 // methods are safe for concurrent use.
@@ -447,57 +443,6 @@ func (b batchBalancer) Balance(msg kafkago.Message, partitions ...int) int {
 		return b.keyed.Balance(msg, partitions...)
 	}
 	return partitions[msg.Partition%len(partitions)]
-}
-
-// encode maps a Message to a Kafka record (see the package documentation).
-func encode(topic string, m *transport.Message, hint int) kafkago.Message {
-	h := transport.EncodeAttributes(m, ceprefix, func(attr string) bool { return attr == transport.AttrKey })
-	km := kafkago.Message{Topic: topic, Value: m.Body, Partition: hint, Time: m.Time}
-	if m.Key != "" {
-		km.Key = []byte(m.Key)
-	}
-	if km.Value == nil {
-		km.Value = []byte{}
-	}
-	km.Headers = make([]kafkago.Header, 0, len(h))
-	for k, v := range h {
-		km.Headers = append(km.Headers, kafkago.Header{Key: k, Value: []byte(v)})
-	}
-	return km
-}
-
-// decode maps a Kafka record to a Message.
-func decode(km *kafkago.Message) *transport.Message {
-	m := &transport.Message{}
-	if len(km.Key) > 0 {
-		m.Key = string(km.Key)
-	}
-	wire := make(map[string]string, len(km.Headers))
-	for _, h := range km.Headers {
-		wire[h.Key] = string(h.Value)
-	}
-	_, cloudEvent := wire[ceprefix+transport.AttrSpecVersion]
-	transport.DecodeAttributes(m, ceprefix, wire)
-	if len(km.Value) > 0 {
-		m.Body = km.Value
-	} else {
-		m.Body = []byte{}
-	}
-	if !cloudEvent && m.Time.IsZero() {
-		m.Time = km.Time
-	}
-	if m.ID == "" {
-		m.ID = km.Topic + "-" + strconv.Itoa(km.Partition) + "-" + strconv.FormatInt(km.Offset, 10)
-	}
-	native := *km
-	m.AsFunc = func(target any) bool {
-		if p, ok := target.(*kafkago.Message); ok {
-			*p = native
-			return true
-		}
-		return false
-	}
-	return m
 }
 
 // ---------------------------------------------------------------------------

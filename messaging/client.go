@@ -90,6 +90,9 @@ func New(t transport.Transport, opts ...ClientOption) (*Client, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	if err := o.resolveSource(); err != nil {
+		return nil, err
+	}
 	// Validate the subscription defaults now, so a bad default fails
 	// here rather than on every Subscribe.
 	if _, err := (&Client{o: o}).subOptions(nil); err != nil {

@@ -23,7 +23,13 @@ type Message struct {
 	// non-empty key one at a time, in the order they were published.
 	Key string
 	// Headers are application headers. Names must be valid UTF-8, not
-	// empty, and must not begin with the reserved prefix "sb-".
+	// empty, must not begin with the reserved prefix "sb-", and must not
+	// be names of the wire mapping (ce_*, ce-*, cloudEvents_*,
+	// cloudEvents:*, content-type in any case, adapter headers: see
+	// transport.ReservedHeaderName); values must be valid UTF-8. On a
+	// received message, a header that breaks these rules (a foreign
+	// producer's) is delivered escaped by transport.EscapeHeader, so that
+	// the message can always be published again.
 	Headers map[string]string
 	// Body is the payload; it may be empty. On a received message it is
 	// read-only: it may be shared with redeliveries and, on some
@@ -32,7 +38,15 @@ type Message struct {
 	// ContentType is the MIME type of Body, for example
 	// "application/json".
 	ContentType string
-	// Type names the kind of message, for example "order.created".
+	// Source is the CloudEvents source: the context in which the message
+	// was created, a URI-reference such as "orders-api" or
+	// "https://example.com/orders". The client's source (WithSource) when
+	// empty. With ID it is the message's identity: a received message
+	// published again keeps both.
+	Source string
+	// Type names the kind of message, for example "order.created". On
+	// the wire, a message without a type carries the CloudEvents type
+	// transport.DefaultType, read back as "".
 	Type string
 	// Version is the version of Type's schema, for example "2".
 	Version string
@@ -160,6 +174,9 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 		if isReserved(k) {
 			return invalid("header name %q uses the reserved prefix %q", k, ReservedHeaderPrefix)
 		}
+		if err := transport.CheckHeaderName(k); err != nil {
+			return err
+		}
 		if !utf8.ValidString(v) {
 			return invalid("header %q has a value that is not valid UTF-8", k)
 		}
@@ -174,11 +191,15 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 		Body:          m.Body,
 		Headers:       m.Headers,
 		ContentType:   m.ContentType,
+		Source:        m.Source,
 		Type:          m.Type,
 		Version:       m.Version,
 		Time:          m.Time,
 		CorrelationID: m.CorrelationID,
 		ReplyTo:       m.ReplyTo,
+	}
+	if tm.Source == "" {
+		tm.Source = c.o.source
 	}
 	if tm.ID == "" {
 		tm.ID = newID()
@@ -216,6 +237,7 @@ func fromTransport(tm *transport.Message, topic string) *Message {
 		Headers:       headers,
 		Body:          tm.Body,
 		ContentType:   tm.ContentType,
+		Source:        tm.Source,
 		Type:          tm.Type,
 		Version:       tm.Version,
 		Time:          tm.Time,

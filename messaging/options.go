@@ -65,6 +65,8 @@ type clientOptions struct {
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
 	propagator     propagation.TextMapPropagator
+	source         string // CloudEvents source (source.go)
+	sourceSet      bool
 }
 
 // WithLogger sets the logger the client and its subscriptions log to. The

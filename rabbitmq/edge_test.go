@@ -56,7 +56,9 @@ func TestLongHeaderNamesAndReservedNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := recvN(t, ctx, s, 1, true)[0]
-	if got.ID != in.ID || len(got.Headers) != 3 || got.Headers[long] != "v" || got.Headers[longHeaders] != "w" || got.Headers["a"] != "b" {
+	// longHeaders is a reserved name (transport.ReservedHeaderName): sent
+	// through the transport directly, it arrives escaped.
+	if got.ID != in.ID || len(got.Headers) != 3 || got.Headers[long] != "v" || got.Headers["%"+longHeaders] != "w" || got.Headers["a"] != "b" {
 		t.Fatalf("got %+v", got)
 	}
 	if fit("amq.x") != "~amq.x" {

@@ -5,12 +5,87 @@ import (
 	"context"
 	"net/url"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/dedup"
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/transport"
 )
+
+// amqpToolsURL returns the broker URL as rabbitmq-c's tools read it: they
+// take "amqp://host/" as the empty vhost; without a path they use "/".
+func amqpToolsURL(t *testing.T) string {
+	u := brokerURL(t)
+	if pu, err := url.Parse(u); err == nil && (pu.Path == "/" || pu.Path == "") {
+		pu.Path, pu.RawPath = "", ""
+		u = pu.String()
+	}
+	return u
+}
+
+// TestInteropPlainMessagesDedup is issue 12's input 5 (R84): three plain
+// messages published with amqp-publish, without message-id as most
+// existing services send them, to a queue whose consumer deduplicates with
+// dedup.Middleware: all three are handled (none is taken for a duplicate
+// of another), each with an empty ID.
+func TestInteropPlainMessagesDedup(t *testing.T) {
+	pubBin, err := exec.LookPath("amqp-publish")
+	if err != nil {
+		testenv.Missing(t, "amqp-tools", "amqp-publish not found (apt-get install amqp-tools): %v", err)
+	}
+	p := uniq(t)
+	tr := openT(t, p, "")
+	ctx := ctxT(t, 60*time.Second)
+	c, err := messaging.New(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mw, err := dedup.Middleware(dedup.NewMemoryStore(dedup.MemoryOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	handled := map[string]string{}
+	done := make(chan struct{})
+	q := p + "plain"
+	l, err := c.Listen(ctx, q, func(_ context.Context, m *messaging.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handled[string(m.Body)] = m.ID
+		if len(handled) == 3 {
+			close(done)
+		}
+		return nil
+	}, messaging.WithMiddleware(mw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, body := range []string{"one", "two", "three"} {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(cctx, pubBin, "-u", amqpToolsURL(t), "-r", tr.QueueName(q), "-p", "-b", body).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("amqp-publish: %v: %s", err, out)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("handled %v of three plain messages: dedup dropped the others", handled)
+	}
+	for body, id := range handled {
+		if id != "" {
+			t.Errorf("plain message %q got ID %q; AMQP gives no identity without message-id", body, id)
+		}
+	}
+}
 
 // TestInterop exchanges messages with Debian's amqp-tools (rabbitmq-c):
 // amqp-publish → Switchboard, and Switchboard → amqp-consume.

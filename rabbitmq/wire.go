@@ -10,9 +10,15 @@ import (
 	"github.com/switchboard-go/switchboard/transport"
 )
 
-// AttrPrefix is the header name prefix of the CloudEvents attributes that
-// have no native AMQP 0-9-1 property (see the package documentation).
-const AttrPrefix = "cloudEvents:"
+// AttrPrefix is the application-property name prefix of the CloudEvents
+// attributes, as the CloudEvents AMQP protocol binding prefers it
+// ("cloudEvents_"). Every attribute but datacontenttype travels as an
+// application property (datacontenttype is the content-type property).
+const AttrPrefix = "cloudEvents_"
+
+// AttrPrefixColon is the binding's other prefix, "cloudEvents:", which
+// consumers must accept too; Switchboard reads both and writes AttrPrefix.
+const AttrPrefixColon = "cloudEvents:"
 
 // DirectReplyTo is RabbitMQ's direct reply-to pseudo-queue.
 const DirectReplyTo = "amq.rabbitmq.reply-to"
@@ -28,25 +34,17 @@ const longHeaders = "switchboard:long-headers"
 // names, queue/exchange names, routing keys).
 const maxShortStr = 255
 
-// encode builds the AMQP publishing for m.
+// encode builds the AMQP publishing for m, after the CloudEvents AMQP
+// binding: every attribute but datacontenttype as a "cloudEvents_"
+// application property, datacontenttype as the content-type property. The
+// id, type, correlation id, reply-to and time are also set in the native
+// AMQP properties (message-id, type, correlation-id, reply-to, timestamp)
+// for AMQP consumers that do not speak CloudEvents, where they fit a short
+// string.
 func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 	fits := func(s string) bool { return len(s) <= maxShortStr }
-	native := func(attr string) bool {
-		switch attr {
-		case transport.AttrID:
-			return fits(m.ID)
-		case transport.AttrType:
-			return fits(m.Type)
-		case transport.AttrCorrelationID:
-			return fits(m.CorrelationID)
-		case transport.AttrReplyTo:
-			return fits(m.ReplyTo)
-		case transport.HeaderContentType:
-			return fits(m.ContentType)
-		}
-		return false
-	}
-	tbl := make(amqp.Table, len(m.Headers)+8)
+	ctNative := fits(m.ContentType)
+	tbl := make(amqp.Table, len(m.Headers)+10)
 	var long []any
 	put := func(k, v string) {
 		if len(k) > maxShortStr || k == longHeaders {
@@ -63,7 +61,9 @@ func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 	for k, v := range m.Headers {
 		put(k, v)
 	}
-	transport.EncodeAttributesFunc(m, AttrPrefix, native, put)
+	transport.EncodeAttributesFunc(m, AttrPrefix, func(attr string) bool {
+		return attr == transport.HeaderContentType && ctNative
+	}, put)
 	if long != nil {
 		tbl[longHeaders] = long
 	}
@@ -71,29 +71,33 @@ func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 	if persistent {
 		p.DeliveryMode = amqp.Persistent
 	}
-	if native(transport.AttrID) {
+	if fits(m.ID) {
 		p.MessageId = m.ID
 	}
-	if native(transport.AttrType) {
+	if fits(m.Type) {
 		p.Type = m.Type
 	}
-	if native(transport.AttrCorrelationID) {
+	if fits(m.CorrelationID) {
 		p.CorrelationId = m.CorrelationID
 	}
-	if native(transport.AttrReplyTo) {
+	if fits(m.ReplyTo) {
 		p.ReplyTo = m.ReplyTo
 	}
-	if native(transport.HeaderContentType) {
+	if ctNative {
 		p.ContentType = m.ContentType
 	}
 	if !m.Time.IsZero() {
-		p.Timestamp = m.Time // seconds on the wire; the exact time travels as a header
+		p.Timestamp = m.Time // seconds on the wire; the exact time travels as cloudEvents_time
 	}
 	return p, nil
 }
 
 // decode builds a Message from a delivery. quorum says whether the
-// delivery count is reported (x-delivery-count).
+// delivery count is reported (x-delivery-count). The native properties
+// are read first, then the CloudEvents application properties under
+// either prefix. A delivery with neither message-id nor cloudEvents_id
+// (cloudEvents:id) has an empty ID: AMQP gives no stable identity to
+// fall back on (see SEMANTICS.md, R84).
 func decode(d *amqp.Delivery, quorum bool) *transport.Message {
 	m := &transport.Message{
 		ID:            d.MessageId,
@@ -123,7 +127,9 @@ func decode(d *amqp.Delivery, quorum bool) *transport.Message {
 		}
 		wire[k] = headerString(v)
 	}
-	transport.DecodeAttributes(m, AttrPrefix, wire)
+	// The CloudEvents attributes (either prefix) override the native
+	// properties they duplicate.
+	transport.DecodeEnvelope(m, wire, AttrPrefix, AttrPrefixColon)
 	if quorum {
 		m.DeliveryCount = 1
 		if redeliveries >= 0 {

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"time"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/switchboard-go/switchboard/transport"
@@ -82,38 +82,67 @@ type wireMsg struct {
 	size  int // as the service counts it
 }
 
-// encode encodes m for the wire. The envelope travels as String
-// attributes named "ce-<attribute>" (value base64 under "ce-<attribute>-b64"
-// when it is not service-safe text) plus "content-type", all headers as one
-// JSON attribute, and the body as text or base64 (see doc.go).
+// maxAttrs is the most message attributes SQS accepts on a message (and
+// SNS delivers to SQS).
+const maxAttrs = 10
+
+// Trace context headers carried as top-level attributes, where the
+// OpenTelemetry SQS propagators (otelaws) look for them.
+const (
+	hdrTraceparent = "traceparent"
+	hdrTracestate  = "tracestate"
+)
+
+// encode encodes m for the wire, within SQS's 10 message attributes, as
+// SEMANTICS.md's SQS table says. Top-level String attributes, in this
+// order of priority: ce-specversion, ce-id, ce-source, ce-type, ce-time,
+// content-type (the HTTP binding's names), traceparent and tracestate
+// (from Headers), sb-body-encoding (when the body is empty or binary),
+// then the extension attributes ce-dataversion, ce-partitionkey,
+// ce-correlationid, ce-replyto as far as they fit. The other headers, and
+// the extension attributes that do not fit (under their ce- names), travel
+// in one JSON attribute, sb-headers (sb-headers64 when a name or value is
+// not valid UTF-8). An attribute value that is not service-safe text
+// travels base64 under its name + "-b64"; a trace header that is not is
+// packed instead.
 func encode(m *transport.Message) (wireMsg, error) {
 	var w wireMsg
-	add := func(name, v string) {
-		if v == "" {
-			return
+	var packed map[string]string
+	pack := func(name, v string) {
+		if packed == nil {
+			packed = make(map[string]string, len(m.Headers)+4)
 		}
+		packed[name] = v
+	}
+	attr := func(name, v string) wireAttr {
 		if textSafe([]byte(v)) {
-			w.attrs = append(w.attrs, wireAttr{name, v})
-		} else {
-			w.attrs = append(w.attrs, wireAttr{name + attrSuffixB64, base64.StdEncoding.EncodeToString([]byte(v))})
+			return wireAttr{name, v}
+		}
+		return wireAttr{name + attrSuffixB64, base64.StdEncoding.EncodeToString([]byte(v))}
+	}
+	var ext []wireAttr
+	transport.EncodeAttributesFunc(m, attrPrefix, nil, func(name, v string) {
+		switch name {
+		case attrPrefix + transport.AttrDataVersion, attrPrefix + transport.AttrKey,
+			attrPrefix + transport.AttrCorrelationID, attrPrefix + transport.AttrReplyTo:
+			ext = append(ext, wireAttr{name, v})
+		default:
+			w.attrs = append(w.attrs, attr(name, v))
+		}
+	})
+	for _, h := range [...]string{hdrTraceparent, hdrTracestate} {
+		if v, ok := m.Headers[h]; ok {
+			if v != "" && textSafe([]byte(v)) {
+				w.attrs = append(w.attrs, wireAttr{h, v})
+			} else {
+				pack(h, v)
+			}
 		}
 	}
-	add(attrPrefix+transport.AttrID, m.ID)
-	add(attrPrefix+transport.AttrType, m.Type)
-	if !m.Time.IsZero() {
-		add(attrPrefix+transport.AttrTime, m.Time.UTC().Format(time.RFC3339Nano))
-	}
-	add(attrPrefix+transport.AttrDataVersion, m.Version)
-	add(attrPrefix+transport.AttrKey, m.Key)
-	add(attrPrefix+transport.AttrCorrelationID, m.CorrelationID)
-	add(attrPrefix+transport.AttrReplyTo, m.ReplyTo)
-	add(transport.HeaderContentType, m.ContentType)
-	if len(m.Headers) > 0 {
-		name, v, err := encodeHeaders(m.Headers)
-		if err != nil {
-			return w, err
+	for k, v := range m.Headers {
+		if k != hdrTraceparent && k != hdrTracestate {
+			pack(k, v)
 		}
-		w.attrs = append(w.attrs, wireAttr{name, v})
 	}
 	switch {
 	case len(m.Body) == 0:
@@ -124,6 +153,24 @@ func encode(m *transport.Message) (wireMsg, error) {
 	default:
 		w.body = base64.StdEncoding.EncodeToString(m.Body)
 		w.attrs = append(w.attrs, wireAttr{attrBodyEnc, bodyEncBase64})
+	}
+	free := maxAttrs - len(w.attrs)
+	if len(packed) > 0 || len(ext) > free {
+		free-- // the packed attribute's slot
+	}
+	for i, x := range ext {
+		if i < free {
+			w.attrs = append(w.attrs, attr(x.name, x.value))
+		} else {
+			pack(x.name, x.value)
+		}
+	}
+	if len(packed) > 0 {
+		name, v, err := encodeHeaders(packed)
+		if err != nil {
+			return w, err
+		}
+		w.attrs = append(w.attrs, wireAttr{name, v})
 	}
 	w.size = len(w.body)
 	for _, a := range w.attrs {
@@ -234,8 +281,10 @@ func utf16Surrogates(r rune) (rune, rune) {
 }
 
 // decode fills a Message from a received body and its String message
-// attributes. Attributes it does not know become headers, so that a
-// message sent by any SQS/SNS producer is delivered with its attributes.
+// attributes. The ce- attributes (any case) and content-type set the
+// envelope, top-level or packed in sb-headers; attributes it does not know
+// become headers, so that a message sent by any SQS/SNS producer is
+// delivered with its attributes (see transport.DecodeEnvelope).
 func decode(body string, attrs map[string]string) (*transport.Message, error) {
 	m := &transport.Message{}
 	wire := make(map[string]string, len(attrs))
@@ -277,16 +326,12 @@ func decode(body string, attrs map[string]string) (*transport.Message, error) {
 		}
 		wire[name] = v
 	}
-	transport.DecodeAttributes(m, attrPrefix, wire)
-	if len(hdrs) > 0 {
-		if m.Headers == nil {
-			m.Headers = hdrs
-		} else {
-			for k, v := range hdrs {
-				m.Headers[k] = v
-			}
+	for k, v := range hdrs {
+		if _, top := wire[k]; !top {
+			wire[k] = v
 		}
 	}
+	transport.DecodeEnvelope(m, wire, attrPrefix)
 	switch enc {
 	case "":
 		m.Body = []byte(body)
@@ -304,17 +349,13 @@ func decode(body string, attrs map[string]string) (*transport.Message, error) {
 	return m, nil
 }
 
+// isEnvelope reports whether name is an envelope attribute that may
+// travel base64 under name + "-b64".
 func isEnvelope(name string) bool {
-	if name == transport.HeaderContentType {
+	if strings.EqualFold(name, transport.HeaderContentType) {
 		return true
 	}
-	switch name {
-	case attrPrefix + transport.AttrID, attrPrefix + transport.AttrType, attrPrefix + transport.AttrTime,
-		attrPrefix + transport.AttrDataVersion, attrPrefix + transport.AttrKey,
-		attrPrefix + transport.AttrCorrelationID, attrPrefix + transport.AttrReplyTo:
-		return true
-	}
-	return false
+	return len(name) > len(attrPrefix) && strings.EqualFold(name[:len(attrPrefix)], attrPrefix)
 }
 
 func cutSuffix(s, suf string) (string, bool) {

@@ -102,6 +102,10 @@ type Message struct {
 	// ContentType is the MIME type of Body, for example
 	// "application/json".
 	ContentType string
+	// Source is the CloudEvents source: the context in which the
+	// message was created, a URI-reference, for example "orders-api".
+	// Adapters write DefaultSource when it is empty.
+	Source string
 	// Type names the kind of message, for example "order.created".
 	Type string
 	// Version is the version of Type's schema, for example "2".
@@ -135,7 +139,7 @@ type Message struct {
 // the body, the header names and values, and the other string fields.
 func (m *Message) Size() int {
 	n := len(m.Body) + len(m.ID) + len(m.Key) + len(m.ContentType) + len(m.Type) +
-		len(m.Version) + len(m.CorrelationID) + len(m.ReplyTo)
+		len(m.Version) + len(m.CorrelationID) + len(m.ReplyTo) + len(m.Source)
 	for k, v := range m.Headers {
 		n += len(k) + len(v)
 	}
