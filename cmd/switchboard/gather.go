@@ -85,12 +85,20 @@ func gatherCommand() *command {
 				if err != nil {
 					return err
 				}
-				c, err := openClient(ctx, e, g)
+				// One timeout covers connecting and collecting.
+				start := time.Now()
+				octx, cancel := context.WithTimeout(ctx, *timeout)
+				defer cancel()
+				c, err := openClient(octx, e, g)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				opts := []messaging.GatherOption{messaging.GatherTimeout(*timeout)}
+				left := *timeout - time.Since(start)
+				if left <= 0 {
+					return fmt.Errorf("%w: connecting took all of --timeout %s", messaging.ErrTimeout, *timeout)
+				}
+				opts := []messaging.GatherOption{messaging.GatherTimeout(left)}
 				if *want > 0 {
 					opts = append(opts, messaging.WantReplies(*want))
 				}

@@ -339,12 +339,19 @@ func redactText(text, rawURL string) string {
 		return text
 	}
 	text = strings.ReplaceAll(text, rawURL, safe)
-	for _, secret := range urlSecrets(rawURL) {
-		if len(secret) >= 3 {
-			text = strings.ReplaceAll(text, secret, "xxxxx")
+	// Secrets quoted outside the URL are masked too; the redacted URL
+	// itself is left as transport.Redact wrote it (user:xxxxx@), so a URL
+	// reads the same in every message even when the user name equals the
+	// password.
+	parts := strings.Split(text, safe)
+	for i := range parts {
+		for _, secret := range urlSecrets(rawURL) {
+			if len(secret) >= 3 {
+				parts[i] = strings.ReplaceAll(parts[i], secret, "xxxxx")
+			}
 		}
 	}
-	return text
+	return strings.Join(parts, safe)
 }
 
 func printMainHelp(w io.Writer) {

@@ -59,13 +59,14 @@ func requestCommand() *command {
 				if err != nil {
 					return err
 				}
-				c, err := openClient(ctx, e, g)
+				// One timeout covers connecting and the reply.
+				rctx, cancel := context.WithTimeout(ctx, *timeout)
+				defer cancel()
+				c, err := openClient(rctx, e, g)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				rctx, cancel := context.WithTimeout(ctx, *timeout)
-				defer cancel()
 				reply, err := c.Request(rctx, service, req)
 				if err != nil {
 					if errors.Is(err, messaging.ErrTimeout) {
