@@ -20,6 +20,8 @@
 //	switchboard dlq list orders billing
 //	switchboard dlq redrive orders billing [--to orders-retry]
 //	switchboard bench pubsub --messages 10000 --size 256 --concurrency 4
+//	switchboard dev kafka          # a local Kafka (kfake) until Ctrl-C; prints the exports
+//	switchboard dev sqs            # the pinned SQS/SNS emulator, the same way
 //	switchboard help [COMMAND]
 //	switchboard version
 //
@@ -144,6 +146,7 @@ type command struct {
 
 func commands() []*command {
 	return []*command{
+		devCommand(),
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
