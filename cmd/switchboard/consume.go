@@ -38,7 +38,7 @@ type consumeFlags struct {
 
 func (f *consumeFlags) register(fs *flag.FlagSet, what string) {
 	fs.IntVar(&f.count, "count", 0, "exit after `N` "+what+" (0: run until interrupted)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "stop after this `duration`; with --count, exit 3 if fewer arrived (0: no limit)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "stop after this `duration`, connecting included; with --count, exit 3 if fewer arrived (0: no limit)")
 }
 
 func (f *consumeFlags) check() error {

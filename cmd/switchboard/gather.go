@@ -68,7 +68,7 @@ func gatherCommand() *command {
 			var mf messageFlags
 			mf.register(fs)
 			want := fs.Int("want", 0, "return once `N` replies arrived; exit 3 if fewer did in time (0: collect until --timeout)")
-			timeout := fs.Duration("timeout", 5*time.Second, "collect replies for at most this `duration`")
+			timeout := fs.Duration("timeout", 5*time.Second, "collect replies for at most this `duration`, connecting included")
 			asJSON := fs.Bool("json", false, "print each reply as one JSON object a line")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) == 0 {

@@ -61,7 +61,7 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 	var mf messageFlags
 	mf.register(fs)
 	count := fs.Int("count", 1, "send `N` copies of the message, each with its own ID")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`, connecting included (exit 3)")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) == 0 {
 			return usagef("missing %s", what)
