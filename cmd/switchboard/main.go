@@ -102,15 +102,16 @@ const (
 	exitRemote       = 5
 )
 
-const exitCodesHelp = `Exit codes (of the built binary: go run reports every failure as 1, so
-build it where they matter: go build -o ./bin/switchboard ./cmd/switchboard,
-or go install ./cmd/switchboard):
+const exitCodesHelp = `Exit codes:
   0  success (also: subscribe, listen, serve, dlq, dev stopped by Ctrl-C or SIGTERM)
   1  runtime or broker error: a refused connection, wrong credentials
   2  usage error: bad flag, argument, name, URL (one without a host) or header
   3  timeout: no reply in time, or fewer messages than --count in time
   4  no responders: nobody has ever served the requested service
   5  remote error: the responder returned an error
+These are the built binary's: go run reports every failure as 1. Where
+they matter, build it: go build -o ./bin/switchboard ./cmd/switchboard
+(or go install ./cmd/switchboard).
 `
 
 func main() {
