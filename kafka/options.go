@@ -192,6 +192,9 @@ func ParseURL(u *url.URL) ([]string, Options, error) {
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			h = net.JoinHostPort(strings.Trim(h, "[]"), "9092")
 		}
+		if host, _, _ := net.SplitHostPort(h); host == "" {
+			return bad("broker address %q has no host (want kafka://host:9092,host2:9092)", h)
+		}
 		brokers = append(brokers, h)
 	}
 	if len(brokers) == 0 {

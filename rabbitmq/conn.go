@@ -386,8 +386,12 @@ func brokerErr(op string, err error) error {
 		switch ae.Code {
 		case amqp.NotFound:
 			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrNotFound, op, err)
-		case amqp.PreconditionFailed, amqp.NotAllowed, amqp.AccessRefused, amqp.InvalidPath, amqp.SyntaxError, amqp.CommandInvalid:
+		case amqp.PreconditionFailed, amqp.NotAllowed, amqp.InvalidPath, amqp.SyntaxError, amqp.CommandInvalid:
 			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrInvalid, op, err)
+		case amqp.AccessRefused:
+			// Wrong credentials or missing permissions: a runtime error,
+			// not a bad argument (errors.As reaches the *amqp.Error).
+			return fmt.Errorf("rabbitmq: %s: %w", op, err)
 		case amqp.ChannelError, amqp.ConnectionForced, amqp.ResourceError, amqp.InternalError, amqp.FrameError:
 			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
 		}

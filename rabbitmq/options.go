@@ -100,6 +100,10 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 	if u.Scheme != "amqp" && u.Scheme != "amqps" {
 		return "", o, fmt.Errorf("%w: rabbitmq: URL scheme %q: accepted schemes are amqp and amqps", transport.ErrInvalid, u.Scheme)
 	}
+	if u.Hostname() == "" {
+		// amqp091-go would dial guest@localhost: a URL must say where.
+		return "", o, fmt.Errorf("%w: rabbitmq: URL %s has no host; want %s://user:pass@host:5672/vhost", transport.ErrInvalid, transport.RedactURL(u), u.Scheme)
+	}
 	q := u.Query()
 	keep := url.Values{}
 	bad := func(k, v, want string) error {

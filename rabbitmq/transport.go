@@ -89,8 +89,9 @@ func OpenURL(ctx context.Context, u *url.URL, opts *Options) (*Transport, error)
 	}
 	t.m, err = dialConn(ctx, dialURL, cfg, o.Logger, o.ReconnectMaxDelay)
 	if err != nil {
-		// amqp091-go errors carry host:port, never credentials.
-		return nil, fmt.Errorf("rabbitmq: open %s: %w", transport.RedactURL(u), err)
+		// amqp091-go errors carry host:port, never credentials. err already
+		// names this layer ("rabbitmq: dial: …").
+		return nil, fmt.Errorf("open %s: %w", transport.RedactURL(u), err)
 	}
 	t.topo = newKeeper(t.m, "topology", func(_ context.Context, ch *amqp.Channel) (*amqp.Channel, error) { return ch, nil }, nil)
 	if err := t.topo.start(ctx); err != nil {

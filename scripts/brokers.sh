@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is installed and running on this machine:
-# RabbitMQ and Redis (installed with apt if missing, started if stopped), and the
-# command-line clients the interoperability tests use (kcat, amqp-tools,
-# awscli). Kafka needs nothing: the tests start an in-process cluster
-# (kfake). The SQS emulator (fauxqs, pinned in sqs/testdata/emulator) is
-# installed with npm by the SQS tests themselves.
+# RabbitMQ and Redis (installed with apt if missing, started if not
+# running), and the command-line clients the interoperability tests use
+# (kcat, amqp-tools, awscli, node/npm). Kafka needs nothing: the tests start
+# an in-process cluster (kfake). The SQS emulator (fauxqs, pinned in
+# sqs/testdata/emulator) is installed with npm by the SQS tests themselves.
 #
-# It never fails the run by itself. For what it cannot provide,
-# scripts/test.sh then tries containers where Docker runs
-# (containers/cmd/sbbrokers); what is still missing, the tests report
-# (skipping loudly, or failing when SWITCHBOARD_REQUIRE says so).
+# It never stops, restarts or kills a process it did not start. The one
+# exception is asked for explicitly: with SWITCHBOARD_RABBITMQ_RESTART=1
+# (CI sets it, in .ci/run, on a machine whose RabbitMQ serves nothing
+# else) it resets the local RabbitMQ to an empty node and restarts it when
+# it is wedged.
+#
+# Exit status:
+#   0  every broker found answers, or is missing (then scripts/test.sh tries
+#      containers, and the tests skip, or fail under SWITCHBOARD_REQUIRE)
+#   1  a broker accepts connections but does not answer within 5 seconds:
+#      the tests would hang on it. The message says which broker and what
+#      to do.
 set -uo pipefail
 
 log() { echo "brokers: $*"; }
+
+# Seconds a probe waits for a broker's answer.
+probe_timeout=5
 
 can_install=false
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -29,27 +40,44 @@ apt_install() { # package...
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || { log "apt-get install $* failed"; return 1; }
 }
 
-# amqp_answers: the broker answers the AMQP protocol header with its
-# Connection.Start within 5 seconds (rabbitmqctl can answer while the AMQP
-# listener is stuck, as seen here after the machine was paused).
+port_open() { # host port
+	timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
+}
+
+# amqp_answers host port: the broker answers the AMQP protocol header with
+# its Connection.Start within probe_timeout seconds (a wedged RabbitMQ
+# accepts TCP connections and never answers).
 amqp_answers() {
 	local n
-	n=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672 && printf "AMQP\x00\x00\x09\x01" >&3 && head -c 8 <&3' 2>/dev/null | wc -c)
+	n=$(timeout "$probe_timeout" bash -c "exec 3<>/dev/tcp/$1/$2 && printf 'AMQP\x00\x00\x09\x01' >&3 && head -c 8 <&3" 2>/dev/null | wc -c)
 	[ "${n:-0}" -ge 8 ]
 }
 
-# rabbit_healthy: the app runs (the restart fault test stops and starts it)
-# and AMQP answers.
-rabbit_healthy() {
-	if command -v rabbitmqctl >/dev/null 2>&1; then
-		timeout 20 rabbitmqctl -q await_startup --timeout 15 >/dev/null 2>&1 ||
-			timeout 20 rabbitmqctl -q start_app >/dev/null 2>&1 || true
-	fi
-	amqp_answers
+# redis_answers host port: PING gets +PONG within probe_timeout seconds.
+redis_answers() {
+	local r
+	r=$(timeout "$probe_timeout" bash -c "exec 3<>/dev/tcp/$1/$2 && printf 'PING\r\n' >&3 && head -c 5 <&3" 2>/dev/null)
+	[ "$r" = "+PONG" ]
 }
 
-port_open() { # port
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-
+# host_port URL default_port: prints "host port" of a URL.
+host_port() {
+	local rest=${1#*://}
+	rest=${rest%%[/?]*}
+	rest=${rest##*@}
+	rest=${rest%%,*}
+	local host=${rest%:*} port=${rest##*:}
+	[ "$host" = "$rest" ] && port=$2
+	host=${host#[}
+	host=${host%]}
+	echo "${host:-127.0.0.1} ${port:-$2}"
+}
+
+failed=0
+wedged() { # broker what-to-do
+	log "ERROR: $1 accepts connections but does not answer within ${probe_timeout}s; the tests would hang on it."
+	log "  $2"
+	failed=1
 }
 
 # Command-line clients for interoperability tests.
@@ -58,56 +86,102 @@ command -v kcat >/dev/null 2>&1 || apt_install kcat
 command -v aws >/dev/null 2>&1 || apt_install awscli
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 
-# RabbitMQ, unless the tests are pointed at another broker.
-if [ -z "${SWITCHBOARD_AMQP_URL:-}" ]; then
-	if ! port_open 5672; then
+# ours_to_restart: CI said this machine's RabbitMQ is the tests' alone.
+ours_to_restart() { [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ]; }
+
+# restart_rabbitmq: only with SWITCHBOARD_RABBITMQ_RESTART=1. Stops the
+# node with rabbitmqctl, else ends the process named in the node's pid
+# file (never by a name pattern), starts it with an empty data directory
+# and waits until AMQP answers.
+restart_rabbitmq() {
+	log "SWITCHBOARD_RABBITMQ_RESTART=1: restarting this machine's RabbitMQ"
+	timeout 30 rabbitmqctl -q stop >/dev/null 2>&1 || true
+	if port_open 127.0.0.1 5672; then
+		local f pid
+		for f in /var/lib/rabbitmq/mnesia/*.pid; do
+			[ -f "$f" ] || continue
+			pid=$(cat "$f")
+			[[ $pid =~ ^[0-9]+$ ]] && kill -9 "$pid" 2>/dev/null && log "ended RabbitMQ node (pid $pid, from $f)"
+		done
+		for _ in $(seq 1 30); do port_open 127.0.0.1 5672 || break; sleep 1; done
+	fi
+	if [ -d /var/lib/rabbitmq/mnesia ]; then
+		# A node stuck recovering hundreds of test queues starts empty.
+		rm -rf /var/lib/rabbitmq/mnesia/*
+	fi
+	rabbitmq-server -detached >/dev/null 2>&1 || true
+	for _ in $(seq 1 90); do amqp_answers 127.0.0.1 5672 && return 0; sleep 2; done
+	return 1
+}
+
+# RabbitMQ.
+if [ -n "${SWITCHBOARD_AMQP_URL:-}" ]; then
+	read -r h p < <(host_port "$SWITCHBOARD_AMQP_URL" 5672)
+	if [[ $SWITCHBOARD_AMQP_URL == amqps://* ]]; then
+		port_open "$h" "$p" || log "RabbitMQ at $h:$p (SWITCHBOARD_AMQP_URL) does not accept connections"
+	elif port_open "$h" "$p" && ! amqp_answers "$h" "$p"; then
+		wedged "RabbitMQ at $h:$p (SWITCHBOARD_AMQP_URL)" "Restart that broker, or point SWITCHBOARD_AMQP_URL at one that answers."
+	fi
+else
+	if ! port_open 127.0.0.1 5672; then
 		command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
 		if command -v rabbitmq-server >/dev/null 2>&1; then
 			log "starting RabbitMQ"
 			rabbitmq-server -detached >/dev/null 2>&1 || true
-			for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+			for _ in $(seq 1 60); do amqp_answers 127.0.0.1 5672 && break; sleep 1; done
 		fi
-	fi
-	if [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ] && port_open 5672 && command -v rabbitmqctl >/dev/null 2>&1; then
-		# The broker is this machine's own (CI says so): start from an empty
-		# node, so that queues left by earlier runs do not slow it down.
-		log "resetting RabbitMQ to an empty node"
-		timeout 60 rabbitmqctl -q stop_app >/dev/null 2>&1 &&
-			timeout 60 rabbitmqctl -q reset >/dev/null 2>&1 &&
-			timeout 60 rabbitmqctl -q start_app >/dev/null 2>&1 ||
-			log "could not reset RabbitMQ"
-	fi
-	if port_open 5672 && ! rabbit_healthy; then
-		# Seen here after the machine was paused: the port accepts
-		# connections but the node never answers. Restart it.
-		log "RabbitMQ accepts connections but does not answer; restarting it"
-		pkill -f rabbitmqctl >/dev/null 2>&1 || true
-		pkill -9 -u rabbitmq beam.smp >/dev/null 2>&1 || true
-		pkill -9 -u rabbitmq epmd >/dev/null 2>&1 || true
-		for _ in $(seq 1 30); do port_open 5672 || break; sleep 1; done
-		if [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ] && [ -d /var/lib/rabbitmq/mnesia ]; then
-			# Ours (CI says so): a node stuck recovering hundreds of test
-			# queues is started empty instead.
-			log "starting RabbitMQ with an empty data directory"
-			rm -rf /var/lib/rabbitmq/mnesia/*
+	elif ours_to_restart && command -v rabbitmqctl >/dev/null 2>&1; then
+		if amqp_answers 127.0.0.1 5672; then
+			# Start from an empty node, so that queues left by earlier runs
+			# do not slow it down.
+			log "SWITCHBOARD_RABBITMQ_RESTART=1: resetting RabbitMQ to an empty node"
+			timeout 60 rabbitmqctl -q stop_app >/dev/null 2>&1 &&
+				timeout 60 rabbitmqctl -q reset >/dev/null 2>&1 &&
+				timeout 60 rabbitmqctl -q start_app >/dev/null 2>&1 ||
+				log "could not reset RabbitMQ"
 		fi
-		rabbitmq-server -detached >/dev/null 2>&1 || true
-		for _ in $(seq 1 90); do amqp_answers && break; sleep 2; done
+		amqp_answers 127.0.0.1 5672 || restart_rabbitmq || true
 	fi
-	if port_open 5672 && rabbit_healthy; then
+	if ! port_open 127.0.0.1 5672; then
+		log "RabbitMQ is NOT running on 127.0.0.1:5672"
+	elif amqp_answers 127.0.0.1 5672; then
 		log "RabbitMQ is up on 127.0.0.1:5672"
 	else
-		log "RabbitMQ is NOT answering on 127.0.0.1:5672"
+		wedged "RabbitMQ on 127.0.0.1:5672" "It is not this script's to restart: restart it yourself (for example: sudo rabbitmqctl stop_app && sudo rabbitmqctl start_app, or sudo systemctl restart rabbitmq-server), point the tests at another broker with SWITCHBOARD_AMQP_URL, or, on a machine whose RabbitMQ serves only these tests, set SWITCHBOARD_RABBITMQ_RESTART=1 to let this script restart it."
 	fi
 fi
-# Redis, for the Redis deduplication store, unless one is given.
-if [ -z "${SWITCHBOARD_REDIS_URL:-}" ] && ! port_open 6379; then
-	command -v redis-server >/dev/null 2>&1 || apt_install redis-server
-	if command -v redis-server >/dev/null 2>&1; then
-		log "starting Redis"
-		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null 2>&1 || true
-		for _ in $(seq 1 30); do port_open 6379 && break; sleep 1; done
+
+# Redis, for the Redis deduplication store.
+if [ -z "${SWITCHBOARD_REDIS_URL:-}" ]; then
+	if ! port_open 127.0.0.1 6379; then
+		command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+		if command -v redis-server >/dev/null 2>&1; then
+			log "starting Redis"
+			redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null 2>&1 || true
+			for _ in $(seq 1 30); do port_open 127.0.0.1 6379 && break; sleep 1; done
+		fi
 	fi
-	port_open 6379 && log "Redis is up on 127.0.0.1:6379" || log "Redis is NOT running on 127.0.0.1:6379"
+	if ! port_open 127.0.0.1 6379; then
+		log "Redis is NOT running on 127.0.0.1:6379"
+	elif redis_answers 127.0.0.1 6379; then
+		log "Redis is up on 127.0.0.1:6379"
+	else
+		wedged "Redis on 127.0.0.1:6379" "Restart it yourself, or point the tests at another one with SWITCHBOARD_REDIS_URL."
+	fi
 fi
-exit 0
+
+# Brokers given in the environment: they must at least accept connections
+# in time (their protocols are checked by the tests, with timeouts).
+if [ -n "${SWITCHBOARD_KAFKA_BROKERS:-}" ]; then
+	read -r h p < <(host_port "kafka://$SWITCHBOARD_KAFKA_BROKERS" 9092)
+	port_open "$h" "$p" || log "Kafka at $h:$p (SWITCHBOARD_KAFKA_BROKERS) does not accept connections"
+fi
+if [ -n "${SWITCHBOARD_SQS_ENDPOINT:-}" ] && command -v curl >/dev/null 2>&1; then
+	read -r h p < <(host_port "$SWITCHBOARD_SQS_ENDPOINT" 80)
+	if ! port_open "$h" "$p"; then
+		log "the SQS endpoint $SWITCHBOARD_SQS_ENDPOINT (SWITCHBOARD_SQS_ENDPOINT) does not accept connections"
+	elif ! curl -s -o /dev/null -m "$probe_timeout" "$SWITCHBOARD_SQS_ENDPOINT"; then
+		wedged "the SQS endpoint $SWITCHBOARD_SQS_ENDPOINT (SWITCHBOARD_SQS_ENDPOINT)" "Restart it, or unset SWITCHBOARD_SQS_ENDPOINT to let the tests start the emulator."
+	fi
+fi
+exit $failed

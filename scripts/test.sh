@@ -13,11 +13,24 @@
 # exit. SWITCHBOARD_CONTAINERS=kafka,rabbitmq,sqs (or all) forces containers
 # for those brokers; SWITCHBOARD_CONTAINERS=none never starts any.
 # Set SWITCHBOARD_REQUIRE=all to make a missing broker fail instead of skip.
-# Extra arguments go to `go test` (for example -run TestConformance -v).
+# A broker that accepts connections but does not answer fails the run at
+# once (scripts/brokers.sh says which and what to do); nothing here stops
+# or kills a process it did not start.
+#
+# go test runs with -json through internal/testsummary, which prints what
+# go test prints without -v (each package's "ok"/"FAIL" line, failed tests'
+# output), names tests still running after 2 minutes, and ends with every
+# skipped test and its reason. Each package's tests are bounded by
+# -timeout 20m (SWITCHBOARD_TEST_TIMEOUT), so a hung broker ends the run
+# with a stack dump instead of hanging. Extra arguments go to `go test`
+# (for example -run TestConformance -v).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/brokers.sh
+if ! bash scripts/brokers.sh; then
+	echo "test.sh: a broker does not answer (see above); not running the tests." >&2
+	exit 1
+fi
 
 # Containers for the brokers that are still missing, where Docker runs.
 port_open() { # port
@@ -47,6 +60,7 @@ if [ ${#want[@]} -gt 0 ] && [[ $forced != *",none,"* ]]; then
 		"$sbbrokers_dir/sbbrokers" down >/dev/null 2>&1 || true
 		rm -rf "$sbbrokers_dir"
 	}
+	stop_containers_cmd=stop_containers
 	trap stop_containers EXIT
 	rc=0
 	(cd containers && go build -o "$sbbrokers_dir/sbbrokers" ./cmd/sbbrokers) || rc=$?
@@ -66,8 +80,31 @@ fi
 echo "== go vet ./..."
 go vet ./...
 
-echo "== containers: go vet ./... && go test ./..."
-(cd containers && go vet ./... && go test -count=1 ./...)
+# The summary of go test -json; -v among the arguments prints everything.
+summary_dir=$(mktemp -d)
+trap 'rm -rf "$summary_dir"; ${stop_containers_cmd:-true}' EXIT
+go build -o "$summary_dir/testsummary" ./internal/testsummary
+summary_flags=()
+for a in "$@"; do
+	case $a in -v | -test.v | -v=true | -test.v=true) summary_flags+=(-v) ;; esac
+done
+# gotest DIR ARGS...: go test -json in DIR through the summary; returns
+# go test's exit status, else the summary's.
+gotest() {
+	local dir=$1
+	shift
+	set +e
+	(cd "$dir" && go test -json "$@") | "$summary_dir/testsummary" "${summary_flags[@]}"
+	local st=("${PIPESTATUS[@]}")
+	set -e
+	[ "${st[0]}" != 0 ] && return "${st[0]}"
+	return "${st[1]}"
+}
 
-echo "== go test -race ./... $*"
-go test -race -count=1 -timeout 40m "$@" ./...
+echo "== containers: go vet ./... && go test ./..."
+(cd containers && go vet ./...)
+gotest containers -count=1 ./...
+
+timeout=${SWITCHBOARD_TEST_TIMEOUT:-20m}
+echo "== go test -race -timeout $timeout ./... $*"
+gotest . -race -count=1 -timeout "$timeout" "$@" ./...

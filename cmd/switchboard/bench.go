@@ -68,12 +68,12 @@ func benchCommand() *command {
 				}
 				b := &bench{pattern: pattern, name: *name, n: *n, size: *size, conc: *conc,
 					lat: make([]time.Duration, *n)}
+				ctx, cancel := context.WithTimeout(ctx, *timeout)
+				defer cancel()
 				c, err := openClient(ctx, e, g)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
-				defer cancel()
 				var stopProgress func()
 				if e.terminal(e.stderr) {
 					stopProgress = b.progress(e.stderr)

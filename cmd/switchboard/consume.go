@@ -38,7 +38,7 @@ type consumeFlags struct {
 
 func (f *consumeFlags) register(fs *flag.FlagSet, what string) {
 	fs.IntVar(&f.count, "count", 0, "exit after `N` "+what+" (0: run until interrupted)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "stop after this `duration`; with --count, exit 3 if fewer arrived (0: no limit)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "stop after this `duration`, connecting included; with --count, exit 3 if fewer arrived (0: no limit)")
 }
 
 func (f *consumeFlags) check() error {
@@ -189,7 +189,18 @@ func (l *limiter) release() { l.once.Do(func() { close(l.stop) }) }
 func consume(ctx context.Context, e *env, g *global, cf consumeFlags, what string,
 	start func(c *messaging.Client, mw messaging.Middleware) (*messaging.Subscription, error), logArgs ...any,
 ) error {
-	c, err := openClient(ctx, e, g)
+	// --timeout covers connecting and subscribing too.
+	octx := ctx
+	var timeout <-chan time.Time
+	if cf.timeout > 0 {
+		t := time.NewTimer(cf.timeout)
+		defer t.Stop()
+		timeout = t.C
+		var cancel context.CancelFunc
+		octx, cancel = context.WithTimeout(ctx, cf.timeout)
+		defer cancel()
+	}
+	c, err := openClient(octx, e, g)
 	if err != nil {
 		return err
 	}
@@ -199,13 +210,9 @@ func consume(ctx context.Context, e *env, g *global, cf consumeFlags, what strin
 		c.Close()
 		return err
 	}
+	// The subscription is declared: what is published from now on reaches
+	// it. Scripts wait for this line before publishing.
 	g.log.Info("ready", append(logArgs, "url", transport.Redact(g.resolveURL(e)))...)
-	var timeout <-chan time.Time
-	if cf.timeout > 0 {
-		t := time.NewTimer(cf.timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
 	var runErr error
 	select {
 	case <-l.full:

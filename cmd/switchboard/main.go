@@ -20,6 +20,8 @@
 //	switchboard dlq list orders billing
 //	switchboard dlq redrive orders billing [--to orders-retry]
 //	switchboard bench pubsub --messages 10000 --size 256 --concurrency 4
+//	switchboard dev kafka          # a local Kafka (kfake) until Ctrl-C; prints the exports
+//	switchboard dev sqs            # the pinned SQS/SNS emulator, the same way
 //	switchboard help [COMMAND]
 //	switchboard version
 //
@@ -34,11 +36,13 @@
 // sqs://, as the adapters are compiled in, see transports.go) to connect
 // processes.
 //
-// Exit codes, for scripts:
+// Exit codes, for scripts (of the built binary: `go run` reports every
+// failure as 1; build it with go build -o ./bin/switchboard ./cmd/switchboard
+// or go install ./cmd/switchboard):
 //
-//	0  success (also: subscribe, listen, serve, dlq stopped by Ctrl-C or SIGTERM)
-//	1  runtime or broker error
-//	2  usage error: bad flag, argument, name, URL or header
+//	0  success (also: subscribe, listen, serve, dlq, dev stopped by Ctrl-C or SIGTERM)
+//	1  runtime or broker error: a refused connection, wrong credentials
+//	2  usage error: bad flag, argument, name, URL (one without a host) or header
 //	3  timeout: no reply in time, or fewer messages than --count in time
 //	4  no responders: nobody has ever served the requested service
 //	5  remote error: the responder returned an error
@@ -53,11 +57,23 @@
 // letters. request prints the reply's body. bench prints a table: pattern,
 // messages, size, concurrency, seconds, msg/s, MB/s, p50, p90, p99, max.
 //
+// --timeout, where a command has one, covers the whole command from
+// connecting to the result: a broker that accepts connections but never
+// answers ends the command at --timeout with exit 3. Errors name the URL
+// once, redacted as user:xxxxx@.
+//
 // Logs (log/slog, text) go to stderr; -v shows debug logs, -q only errors.
-// Subscribing commands (subscribe, listen, serve) log "msg=ready" on
-// stderr once they are subscribed, so that a script can wait for it before
-// publishing. A consumer group receives only what is published after it
-// was first declared: subscribe once before publishing.
+// Subscribing commands (subscribe, listen, serve, respond) and dev log
+// "msg=ready" on stderr once they are subscribed (their group or queue is
+// declared) or the broker answers, so that a script can wait for it
+// before publishing:
+//
+//	./bin/switchboard subscribe orders --group audit --count 1 2>sub.log &
+//	until grep -q msg=ready sub.log; do sleep 0.1; done
+//	./bin/switchboard publish orders '{"id":1}'
+//
+// A consumer group receives only what is published after it was first
+// declared: a publish made before "ready" may never reach it.
 package main
 
 import (
@@ -87,12 +103,15 @@ const (
 )
 
 const exitCodesHelp = `Exit codes:
-  0  success (also: subscribe, listen, serve, dlq stopped by Ctrl-C or SIGTERM)
-  1  runtime or broker error
-  2  usage error: bad flag, argument, name, URL or header
+  0  success (also: subscribe, listen, serve, dlq, dev stopped by Ctrl-C or SIGTERM)
+  1  runtime or broker error: a refused connection, wrong credentials
+  2  usage error: bad flag, argument, name, URL (one without a host) or header
   3  timeout: no reply in time, or fewer messages than --count in time
   4  no responders: nobody has ever served the requested service
   5  remote error: the responder returned an error
+These are the built binary's: go run reports every failure as 1. Where
+they matter, build it: go build -o ./bin/switchboard ./cmd/switchboard
+(or go install ./cmd/switchboard).
 `
 
 func main() {
@@ -144,6 +163,7 @@ type command struct {
 
 func commands() []*command {
 	return []*command{
+		devCommand(),
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
@@ -339,12 +359,19 @@ func redactText(text, rawURL string) string {
 		return text
 	}
 	text = strings.ReplaceAll(text, rawURL, safe)
-	for _, secret := range urlSecrets(rawURL) {
-		if len(secret) >= 3 {
-			text = strings.ReplaceAll(text, secret, "xxxxx")
+	// Secrets quoted outside the URL are masked too; the redacted URL
+	// itself is left as transport.Redact wrote it (user:xxxxx@), so a URL
+	// reads the same in every message even when the user name equals the
+	// password.
+	parts := strings.Split(text, safe)
+	for i := range parts {
+		for _, secret := range urlSecrets(rawURL) {
+			if len(secret) >= 3 {
+				parts[i] = strings.ReplaceAll(parts[i], secret, "xxxxx")
+			}
 		}
 	}
-	return text
+	return strings.Join(parts, safe)
 }
 
 func printMainHelp(w io.Writer) {

@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	stopSQS()
+	removeBuilt()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

@@ -24,15 +24,42 @@ import (
 	"github.com/switchboard-go/switchboard/transport"
 )
 
-// buildCLI builds the switchboard binary into a temporary directory.
+// built is the switchboard binary, built once per test run (the first
+// time a test asks) and removed by TestMain: CLI tests run the binary
+// itself, as exit codes are only true of a built binary (go run
+// collapses every failure to 1).
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildCLI returns the path of the built switchboard binary.
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "switchboard-cli-test")
+		if built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "switchboard")
+		out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// removeBuilt removes the built binary (TestMain calls it).
+func removeBuilt() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 }
 
 // amqpURL finds a RabbitMQ broker: SWITCHBOARD_AMQP_URL, else the local

@@ -45,7 +45,7 @@ func requestCommand() *command {
 		setup: func(fs *flag.FlagSet, g *global) func(context.Context, *env, []string) error {
 			var mf messageFlags
 			mf.register(fs)
-			timeout := fs.Duration("timeout", 30*time.Second, "wait at most this `duration` for the reply (exit 3 after)")
+			timeout := fs.Duration("timeout", 30*time.Second, "wait at most this `duration` for the reply, connecting included (exit 3 after)")
 			asJSON := fs.Bool("json", false, "print the whole reply as one JSON object")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) == 0 {
@@ -59,13 +59,14 @@ func requestCommand() *command {
 				if err != nil {
 					return err
 				}
-				c, err := openClient(ctx, e, g)
+				// One timeout covers connecting and the reply.
+				rctx, cancel := context.WithTimeout(ctx, *timeout)
+				defer cancel()
+				c, err := openClient(rctx, e, g)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				rctx, cancel := context.WithTimeout(ctx, *timeout)
-				defer cancel()
 				reply, err := c.Request(rctx, service, req)
 				if err != nil {
 					if errors.Is(err, messaging.ErrTimeout) {

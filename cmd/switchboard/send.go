@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,7 +61,7 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 	var mf messageFlags
 	mf.register(fs)
 	count := fs.Int("count", 1, "send `N` copies of the message, each with its own ID")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`, connecting included (exit 3)")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) == 0 {
 			return usagef("missing %s", what)
@@ -78,12 +80,13 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 		if err != nil {
 			return err
 		}
+		// One timeout covers connecting and sending.
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
 		c, err := openClient(ctx, e, g)
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(ctx, *timeout)
-		defer cancel()
 		sent := 0
 		for sent < *count {
 			n := min(sendBatch, *count-sent)
@@ -115,17 +118,26 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 }
 
 // openClient opens a client on the resolved URL, logging to the CLI's
-// logger.
+// logger. ctx bounds the connection: a broker that accepts TCP
+// connections but never answers fails when ctx ends (exit 3 when ctx has
+// the command's --timeout).
 func openClient(ctx context.Context, e *env, g *global, opts ...messaging.ClientOption) (*messaging.Client, error) {
 	raw := g.resolveURL(e)
+	safe := transport.Redact(raw)
 	opts = append([]messaging.ClientOption{
 		messaging.WithLogger(g.log),
 		messaging.WithDrainTimeout(10 * time.Second),
 	}, opts...)
 	c, err := e.open(ctx, raw, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", transport.Redact(raw), err)
+		if !strings.Contains(err.Error(), safe) { // else the adapter named it
+			err = fmt.Errorf("open %s: %w", safe, err)
+		}
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (the broker did not answer before the timeout)", err)
+		}
+		return nil, err
 	}
-	g.log.Debug("connected", "url", transport.Redact(raw), "transport", c.Capabilities().Name)
+	g.log.Debug("connected", "url", safe, "transport", c.Capabilities().Name)
 	return c, nil
 }

@@ -2,9 +2,10 @@
 // containers (with testcontainers-go), for machines that have Docker but no
 // local broker, and prints their endpoints as shell exports:
 //
-//	eval "$(go run ./cmd/sbbrokers up rabbitmq localstack)"
+//	go build -o ./bin/sbbrokers ./cmd/sbbrokers   # exit codes need the built binary: go run reports every failure as 1
+//	eval "$(./bin/sbbrokers up rabbitmq localstack)"
 //	go test ./...
-//	go run ./cmd/sbbrokers down
+//	./bin/sbbrokers down
 //
 // Usage:
 //
@@ -61,7 +62,8 @@ const usage = `usage:
   sbbrokers check
   sbbrokers up [-run ID] [-timeout D] [-ttl D] [kafka] [rabbitmq] [localstack]
   sbbrokers down [-run ID]
-exit codes: 0 ok, 1 failed, 2 usage, 3 no usable Docker`
+exit codes: 0 ok, 1 failed, 2 usage, 3 no usable Docker (of the built binary:
+go run reports every failure as 1; go build -o ./bin/sbbrokers ./cmd/sbbrokers)`
 
 func main() {
 	// stdout is for the exports alone (it is eval'ed): whatever else would
