@@ -134,6 +134,8 @@ type queue struct {
 	head    int
 	seq     uint64
 	waiting []chan struct{} // wake channels of blocked callers
+	// consumers counts the open subscriptions (for Admin.Inspect).
+	consumers atomic.Int32
 }
 
 func newQueue(max int) *queue { return &queue{max: max} }
