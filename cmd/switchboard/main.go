@@ -19,6 +19,8 @@
 //	switchboard gather quotes 'parcel 2kg' --want 3 --timeout 2s
 //	switchboard dlq list orders billing
 //	switchboard dlq redrive orders billing [--to orders-retry]
+//	switchboard admin inspect orders billing
+//	switchboard admin delete-group orders billing
 //	switchboard bench pubsub --messages 10000 --size 256 --concurrency 4
 //	switchboard help [COMMAND]
 //	switchboard version
@@ -42,6 +44,7 @@
 //	3  timeout: no reply in time, or fewer messages than --count in time
 //	4  no responders: nobody has ever served the requested service
 //	5  remote error: the responder returned an error
+//	6  not found: the consumer group or queue does not exist (dlq, admin)
 //
 // Output: publish and notify print the ID of each message sent, one a
 // line. subscribe, listen and dlq list print each message as a text block
@@ -93,6 +96,7 @@ const exitCodesHelp = `Exit codes:
   3  timeout: no reply in time, or fewer messages than --count in time
   4  no responders: nobody has ever served the requested service
   5  remote error: the responder returned an error
+  6  not found: the consumer group or queue does not exist (dlq, admin)
 `
 
 func main() {
@@ -147,6 +151,7 @@ func commands() []*command {
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
+		adminCommand(),
 	}
 }
 
@@ -325,6 +330,8 @@ func exitCode(err error) int {
 		return exitRemote
 	case errors.Is(err, messaging.ErrNoResponders):
 		return exitNoResponders
+	case errors.Is(err, messaging.ErrNotFound):
+		return exitNotFound
 	case errors.Is(err, messaging.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout
 	}
