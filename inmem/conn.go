@@ -158,6 +158,7 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	c.subs[s] = struct{}{}
+	q.consumers.Add(1)
 	return s, nil
 }
 
@@ -320,6 +321,7 @@ func (s *subscription) Close() error {
 	}
 	s.outstanding = nil
 	s.mu.Unlock()
+	s.q.consumers.Add(-1)
 	s.q.requeue(back)
 	s.c.mu.Lock()
 	delete(s.c.subs, s)

@@ -149,6 +149,8 @@ type queue struct {
 	// that subscription: the key's other entries go to no other
 	// subscription until all of them are settled (key affinity, see pop).
 	holds map[string]*hold
+	// consumers counts the open subscriptions (for Admin.Inspect).
+	consumers atomic.Int32
 }
 
 func newQueue(max int) *queue { return &queue{max: max, holds: make(map[string]*hold)} }

@@ -154,18 +154,37 @@ func (c *Client) Notify(ctx context.Context, recipient string, msgs ...*Message)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, ok := c.declared.Load(recipient); !ok {
-		if err := c.enter(); err != nil {
-			return err
-		}
-		err := c.t.Declare(ctx, transport.Queue(recipient))
-		c.ops.Done()
-		if err != nil {
-			return fmt.Errorf("switchboard: declare queue of recipient %s: %w", recipient, err)
-		}
-		c.declared.Store(recipient, struct{}{})
+	if err := c.declareRecipient(ctx, recipient); err != nil {
+		return err
 	}
-	return c.send(ctx, transport.Queue(recipient), msgs)
+	err := c.send(ctx, transport.Queue(recipient), msgs)
+	if errors.Is(err, transport.ErrNotFound) {
+		// The queue was deleted since this client declared it
+		// (Admin.DeleteQueue, perhaps by another client): declare it
+		// again and send once more.
+		c.declared.Delete(recipient)
+		if err = c.declareRecipient(ctx, recipient); err == nil {
+			err = c.send(ctx, transport.Queue(recipient), msgs)
+		}
+	}
+	return err
+}
+
+// declareRecipient declares the queue of recipient once per client.
+func (c *Client) declareRecipient(ctx context.Context, recipient string) error {
+	if _, ok := c.declared.Load(recipient); ok {
+		return nil
+	}
+	if err := c.enter(); err != nil {
+		return err
+	}
+	err := c.t.Declare(ctx, transport.Queue(recipient))
+	c.ops.Done()
+	if err != nil {
+		return fmt.Errorf("switchboard: declare queue of recipient %s: %w", recipient, err)
+	}
+	c.declared.Store(recipient, struct{}{})
+	return nil
 }
 
 func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message) error {

@@ -79,6 +79,13 @@ type DeadLetter struct {
 }
 
 func newDeadLetterMessage(tm *transport.Message, source, group string, cause error, attempts int, first, last time.Time) *transport.Message {
+	if _, ok := tm.Headers[dlqTopic]; ok {
+		// Already a dead letter (its dead-letter queue's consumer failed
+		// on it): it keeps the envelope that names its origin (R94).
+		dl := *tm
+		dl.DeliveryCount, dl.AckID, dl.AsFunc = 0, nil, nil
+		return &dl
+	}
 	h := make(map[string]string, len(tm.Headers)+7)
 	for k, v := range tm.Headers {
 		h[k] = v

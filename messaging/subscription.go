@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,8 +91,20 @@ func (c *Client) Listen(ctx context.Context, recipient string, h Handler, opts .
 	if err := validName("recipient", recipient); err != nil {
 		return nil, err
 	}
-	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, DeadLetterQueue(recipient, ""), h, opts)
+	dlq := DeadLetterQueue(recipient, "")
+	if IsDeadLetterQueue(recipient) {
+		// A dead-letter queue's consumer dead-letters into the same
+		// queue, envelope kept: no "<name>.dlq.dlq" (R94).
+		dlq = recipient
+	}
+	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, dlq, h, opts)
 }
+
+// IsDeadLetterQueue reports whether name is a dead-letter queue's name, as
+// DeadLetterQueue makes them: it ends in ".dlq". Listen on such a queue
+// sends the messages its handler fails on back to the same queue, with
+// their failure envelope unchanged, instead of to a "<name>.dlq.dlq".
+func IsDeadLetterQueue(name string) bool { return strings.HasSuffix(name, ".dlq") }
 
 // DeadLetterQueue returns the name of the queue that receives the dead
 // letters of a group of topic, or, with an empty group, of a recipient's

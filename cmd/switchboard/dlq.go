@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,18 +16,29 @@ func init() {
 	commandDetails["dlq"] = `Subcommands:
   dlq list TOPIC GROUP         print the dead letters of GROUP on TOPIC, with
                                their failure envelope, and leave them queued
-  dlq list RECIPIENT           the same for a recipient's queue (listen)
+  dlq list RECIPIENT           the same for a recipient's queue (listen), or
+                               SERVICE.rpc for a service's dead requests
   dlq redrive TOPIC GROUP      republish each dead letter's original message
                                to its original topic (or --to) and remove it
   dlq redrive RECIPIENT        the same, notifying the recipient again
+  dlq purge TOPIC [GROUP]      remove every dead letter, keep the queue
+  dlq delete TOPIC [GROUP]     delete the dead-letter queue
 
 The dead-letter queue is messaging.DeadLetterQueue(TOPIC, GROUP), that is
-TOPIC.GROUP.dlq, or RECIPIENT.dlq. A broker cannot say how many messages a
-queue holds through the portable API, so both commands read until no new
-dead letter arrived for --wait, or --max were read.
+TOPIC.GROUP.dlq, or RECIPIENT.dlq. No subcommand creates it: when it does
+not exist (nothing was ever dead-lettered there, or a name is mistyped)
+each fails with exit code 6 (not found).
 
-list holds every dead letter unacknowledged while it reads, then releases
-them all to the queue: none is removed. (--max bounds how many it holds.)
+list is read-only: it logs how many dead letters wait (count=N) and
+prints them without consuming them, declaring anything or raising their
+delivery count, where the broker can read without counting a delivery
+(mem://, Kafka). RabbitMQ (a quorum queue counts every delivery in
+x-delivery-count) and SQS (every receive raises ApproximateReceiveCount)
+cannot: there list prints only the count, unless --receive is given,
+which reads the letters by receiving them and releasing them again, raising
+each one's delivery count by at least one. A broker cannot say in advance
+how many messages --receive will get, so it reads until no new dead letter
+arrived for --wait, or --max were read.
 
 redrive republishes to the topic: EVERY consumer group of the topic gets
 the message again, not only GROUP; use --to to send it to another topic
@@ -34,6 +46,9 @@ the message again, not only GROUP; use --to to send it to another topic
 failed again at once) is left in the queue, not redriven twice. Dead
 requests (SERVICE.rpc.dlq) are listed but never redriven: their requester
 is gone.
+
+purge and delete act at once; use "switchboard admin" for consumer
+groups and other queues.
 `
 }
 
@@ -47,9 +62,10 @@ func dlqCommand() *command {
 			maxN := fs.Int("max", 1000, "read at most `N` dead letters")
 			asJSON := fs.Bool("json", false, "list: print each dead letter as one JSON object a line")
 			to := fs.String("to", "", "redrive: send to this `topic` (or recipient) instead of the original")
+			receive := fs.Bool("receive", false, "list: where the broker cannot peek (RabbitMQ, SQS), read the letters by receiving and releasing them; raises their delivery counts")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) < 2 || len(args) > 3 {
-					return usagef("want list|redrive TOPIC [GROUP], got %d arguments", len(args))
+					return usagef("want list|redrive|purge|delete TOPIC [GROUP], got %d arguments", len(args))
 				}
 				if *wait <= 0 {
 					return usagef("--wait %s: must be positive", *wait)
@@ -61,19 +77,67 @@ func dlqCommand() *command {
 				if len(args) == 3 {
 					group = args[2]
 				}
+				if args[0] != "redrive" && *to != "" {
+					return usagef("--to applies to redrive only")
+				}
+				if args[0] != "list" && *receive {
+					return usagef("--receive applies to list only")
+				}
 				switch args[0] {
 				case "list":
-					if *to != "" {
-						return usagef("--to applies to redrive only")
-					}
-					return dlqList(ctx, e, g, topic, group, *wait, *maxN, *asJSON)
+					return dlqList(ctx, e, g, topic, group, *wait, *maxN, *asJSON, *receive)
 				case "redrive":
 					return dlqRedrive(ctx, e, g, topic, group, *to, *wait, *maxN)
+				case "purge", "delete":
+					return dlqAdmin(ctx, e, g, args[0], topic, group)
 				}
-				return usagef("unknown dlq subcommand %q: want list or redrive", args[0])
+				return usagef("unknown dlq subcommand %q: want list, redrive, purge or delete", args[0])
 			}
 		},
 	}
+}
+
+// dlqOpen opens a client and checks that the dead-letter queue of topic
+// and group exists, without creating it: a missing one is ErrNotFound
+// (exit code 6), never an empty listing.
+func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*messaging.Client, string, messaging.QueueInfo, error) {
+	c, err := openClient(ctx, e, g)
+	if err != nil {
+		return nil, "", messaging.QueueInfo{}, err
+	}
+	q := messaging.DeadLetterQueue(topic, group)
+	info, err := c.Admin().Inspect(ctx, q, "")
+	if err != nil {
+		c.Close()
+		if errors.Is(err, messaging.ErrNotFound) {
+			of := "recipient or service queue " + topic
+			if group != "" {
+				of = "group " + group + " of topic " + topic
+			}
+			return nil, "", info, fmt.Errorf("dead-letter queue %s does not exist: nothing was ever dead-lettered from %s, or a name is mistyped: %w", q, of, err)
+		}
+		return nil, "", info, err
+	}
+	return c, q, info, nil
+}
+
+func dlqAdmin(ctx context.Context, e *env, g *global, op, topic, group string) error {
+	c, q, info, err := dlqOpen(ctx, e, g, topic, group)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	switch op {
+	case "purge":
+		err = c.Admin().Purge(ctx, q, "")
+	case "delete":
+		err = c.Admin().DeleteQueue(ctx, q)
+	}
+	if err != nil {
+		return err
+	}
+	g.log.Info(op+"d dead-letter queue", "queue", q, "count", info.Messages)
+	return nil
 }
 
 // idleWatch ends a read of a queue: once nothing new arrived for wait, or
@@ -137,24 +201,59 @@ func (w *idleWatch) run(ctx context.Context, log *slog.Logger, sub *messaging.Su
 	}
 }
 
-// listenDLQ listens on the dead-letter queue of topic and group. The
-// subscription dead-letters into the same queue (it never does, with its
-// retry budget), so that no ".dlq.dlq" queue is declared.
-func listenDLQ(ctx context.Context, c *messaging.Client, topic, group string, maxInFlight int, keyOrder bool, h messaging.Handler) (*messaging.Subscription, string, error) {
-	q := messaging.DeadLetterQueue(topic, group)
-	sub, err := c.Listen(ctx, q, h,
+// listenDLQ listens on the dead-letter queue q, which exists. Its own
+// dead letters go back to q (messaging does so for any queue named
+// "*.dlq"; the option says it again), so no ".dlq.dlq" is declared.
+func listenDLQ(ctx context.Context, c *messaging.Client, q string, maxInFlight int, keyOrder bool, h messaging.Handler) (*messaging.Subscription, error) {
+	return c.Listen(ctx, q, h,
 		messaging.WithDeadLetterQueue(q),
 		messaging.WithRetry(holdRetry),
 		messaging.WithMaxInFlight(maxInFlight),
 		messaging.WithKeyOrdering(keyOrder))
-	return sub, q, err
 }
 
-func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait time.Duration, maxN int, asJSON bool) error {
-	c, err := openClient(ctx, e, g)
+func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait time.Duration, maxN int, asJSON, receive bool) error {
+	c, q, info, err := dlqOpen(ctx, e, g, topic, group)
 	if err != nil {
 		return err
 	}
+	msgs, err := c.Admin().Peek(ctx, q, "", maxN)
+	if errors.Is(err, errors.ErrUnsupported) {
+		if receive {
+			return dlqReceive(ctx, e, g, c, q, wait, maxN, asJSON)
+		}
+		c.Close()
+		g.log.Info("dead letters waiting; not shown", "queue", q, "count", info.Messages,
+			"why", fmt.Sprintf("%s cannot read a message without raising its delivery count; --receive reads them that way", c.Capabilities().Name))
+		return nil
+	}
+	if err != nil {
+		c.Close()
+		return err
+	}
+	p := &printer{w: e.stdout, json: asJSON}
+	var printErr error
+	for _, m := range msgs {
+		dl, perr := messaging.ParseDeadLetter(m)
+		if perr != nil {
+			g.log.Warn("not a dead letter: no failure envelope", "id", m.ID, "error", perr)
+			dl = nil
+		}
+		if err := p.print(m, dl); err != nil && printErr == nil {
+			printErr = err
+		}
+	}
+	if err := c.Close(); err != nil && printErr == nil {
+		printErr = fmt.Errorf("close: %w", err)
+	}
+	g.log.Info("listed dead letters; left in the queue", "queue", q, "count", info.Messages, "shown", len(msgs))
+	return printErr
+}
+
+// dlqReceive lists dead letters by receiving them (holding each until the
+// end) and releasing them all: the brokers that cannot peek count these
+// deliveries. The queue exists (dlqOpen), so nothing is declared.
+func dlqReceive(ctx context.Context, e *env, g *global, c *messaging.Client, q string, wait time.Duration, maxN int, asJSON bool) error {
 	p := &printer{w: e.stdout, json: asJSON}
 	w := newIdleWatch(wait, maxN)
 	stop := make(chan struct{})
@@ -194,7 +293,7 @@ func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait t
 		}
 		return errReleased
 	}
-	sub, q, err := listenDLQ(ctx, c, topic, group, maxN, false, h)
+	sub, err := listenDLQ(ctx, c, q, maxN, false, h)
 	if err != nil {
 		c.Close()
 		return err
@@ -211,12 +310,12 @@ func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait t
 		runErr = printErr
 	}
 	mu.Unlock()
-	g.log.Info("listed dead letters; left in the queue", "queue", q, "count", min(n, maxN))
+	g.log.Info("listed dead letters by receiving them; released to the queue, delivery counts raised", "queue", q, "count", min(n, maxN))
 	return runErr
 }
 
 func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string, wait time.Duration, maxN int) error {
-	c, err := openClient(ctx, e, g)
+	c, q, _, err := dlqOpen(ctx, e, g, topic, group)
 	if err != nil {
 		return err
 	}
@@ -281,7 +380,7 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 		fmt.Fprintf(e.stdout, "%s -> %s\n", m.ID, dest)
 		return nil
 	}
-	sub, q, err := listenDLQ(ctx, c, topic, group, 16, true, h)
+	sub, err := listenDLQ(ctx, c, q, 16, true, h)
 	if err != nil {
 		c.Close()
 		return err

@@ -19,6 +19,8 @@
 //	switchboard gather quotes 'parcel 2kg' --want 3 --timeout 2s
 //	switchboard dlq list orders billing
 //	switchboard dlq redrive orders billing [--to orders-retry]
+//	switchboard admin inspect orders billing
+//	switchboard admin delete-group orders billing
 //	switchboard bench pubsub --messages 10000 --size 256 --concurrency 4
 //	switchboard dev kafka          # a local Kafka (kfake) until Ctrl-C; prints the exports
 //	switchboard dev sqs            # the pinned SQS/SNS emulator, the same way
@@ -46,6 +48,7 @@
 //	3  timeout: no reply in time, or fewer messages than --count in time
 //	4  no responders: nobody has ever served the requested service
 //	5  remote error: the responder returned an error
+//	6  not found: the consumer group or queue does not exist (dlq, admin)
 //
 // Output: publish and notify print the ID of each message sent, one a
 // line. subscribe, listen and dlq list print each message as a text block
@@ -109,6 +112,7 @@ const exitCodesHelp = `Exit codes:
   3  timeout: no reply in time, or fewer messages than --count in time
   4  no responders: nobody has ever served the requested service
   5  remote error: the responder returned an error
+  6  not found: the consumer group or queue does not exist (dlq, admin)
 These are the built binary's: go run reports every failure as 1. Where
 they matter, build it: go build -o ./bin/switchboard ./cmd/switchboard
 (or go install ./cmd/switchboard).
@@ -167,6 +171,7 @@ func commands() []*command {
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
+		adminCommand(),
 	}
 }
 
@@ -345,6 +350,8 @@ func exitCode(err error) int {
 		return exitRemote
 	case errors.Is(err, messaging.ErrNoResponders):
 		return exitNoResponders
+	case errors.Is(err, messaging.ErrNotFound):
+		return exitNotFound
 	case errors.Is(err, messaging.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout
 	}

@@ -429,7 +429,7 @@ func testDLQListAndRedrive(t *testing.T, w *world) {
 	deadLetter(t, w, w.n("orders"), "billing", "order-1")
 
 	for i := range 2 { // listing twice: list leaves the dead letter
-		code, out, errOut := w.run("dlq", "list", w.n("orders"), "billing", "--json", "--wait", w.wait)
+		code, out, errOut := w.run("dlq", "list", "--receive", w.n("orders"), "billing", "--json", "--wait", w.wait)
 		expectCode(t, "dlq list", code, exitOK, errOut)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 1 {
@@ -448,7 +448,7 @@ func testDLQListAndRedrive(t *testing.T, w *world) {
 			t.Errorf("dead letter = %+v", got)
 		}
 	}
-	code, out, errOut := w.run("dlq", "list", w.n("orders"), "billing", "--wait", w.wait)
+	code, out, errOut := w.run("dlq", "list", "--receive", w.n("orders"), "billing", "--wait", w.wait)
 	expectCode(t, "dlq list (text)", code, exitOK, errOut)
 	if !strings.Contains(out, "dlq-error:") || !strings.Contains(out, "cannot bill") {
 		t.Errorf("text listing lacks the failure envelope:\n%s", out)
@@ -470,7 +470,7 @@ func testDLQListAndRedrive(t *testing.T, w *world) {
 		t.Errorf("redriven message = %+v", got)
 	}
 	// ... and the dead-letter queue is empty.
-	code, out, errOut = w.run("dlq", "list", w.n("orders"), "billing", "--wait", w.wait)
+	code, out, errOut = w.run("dlq", "list", "--receive", w.n("orders"), "billing", "--wait", w.wait)
 	expectCode(t, "dlq list after redrive", code, exitOK, errOut)
 	if out != "" {
 		t.Errorf("dead letters left after redrive:\n%s", out)
@@ -622,7 +622,7 @@ func TestDLQRecipient(t *testing.T) { eachTransport(t, testDLQRecipient) }
 
 func testDLQRecipient(t *testing.T, w *world) {
 	deadLetter(t, w, w.n("mailer"), "", "mail-1")
-	code, out, errOut := w.run("dlq", "list", w.n("mailer"), "--wait", w.wait)
+	code, out, errOut := w.run("dlq", "list", "--receive", w.n("mailer"), "--wait", w.wait)
 	expectCode(t, "dlq list", code, exitOK, errOut)
 	if !strings.Contains(out, "mail-1") || !strings.Contains(out, "dlq-topic:     "+w.n("mailer")) {
 		t.Errorf("dlq list:\n%s", out)
