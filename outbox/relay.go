@@ -22,15 +22,15 @@ const maxLocksPerRound = 256
 const rowColumns = "seq, kind, destination, msg_id, msg_key, headers, body, content_type, msg_type, msg_version, msg_time, correlation_id, reply_to, attempts"
 
 type row struct {
-	seq                          int64
-	kind, dest, id               string
-	key                          []byte
-	headers                      string
-	body                         []byte
-	ct, typ, ver, corr, replyTo  string
-	nanos                        int64
-	attempts                     int
-	name                         string // the ownership name: the key, or "#seq" for a row without key
+	seq                         int64
+	kind, dest, id              string
+	key                         []byte
+	headers                     string
+	body                        []byte
+	ct, typ, ver, corr, replyTo string
+	nanos                       int64
+	attempts                    int
+	name                        string // the ownership name: the key, or "#seq" for a row without key
 }
 
 func (r *row) message() (*messaging.Message, error) {
