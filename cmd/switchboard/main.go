@@ -147,6 +147,7 @@ func commands() []*command {
 		publishCommand(), subscribeCommand(), notifyCommand(), listenCommand(),
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
+		outboxCommand(),
 	}
 }
 
