@@ -184,4 +184,45 @@ if [ -n "${SWITCHBOARD_SQS_ENDPOINT:-}" ] && command -v curl >/dev/null 2>&1; th
 		wedged "the SQS endpoint $SWITCHBOARD_SQS_ENDPOINT (SWITCHBOARD_SQS_ENDPOINT)" "Restart it, or unset SWITCHBOARD_SQS_ENDPOINT to let the tests start the emulator."
 	fi
 fi
+# --- Databases for the transactional outbox and inbox (outbox/, dedup/sqldedup) ---
+# PostgreSQL on 127.0.0.1:5432 (user postgres, trust, database test) and
+# MariaDB on 127.0.0.1:3306 (root, empty password, database test), unless
+# SWITCHBOARD_POSTGRES_URL / SWITCHBOARD_MYSQL_URL name others. Installed
+# with apt when missing (and then set up for those test logins), started
+# when stopped; never stopped or restarted here.
+if [ -z "${SWITCHBOARD_POSTGRES_URL:-}" ] && ! port_open 127.0.0.1 5432; then
+	pg_fresh=false
+	if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+		apt_install postgresql && pg_fresh=true
+	fi
+	if command -v pg_ctlcluster >/dev/null 2>&1 && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+		pg_ver=$(ls /etc/postgresql | sort -n | tail -1)
+		if $pg_fresh; then # our own install: trust local TCP logins for the tests
+			sed -i '1i host all all 127.0.0.1/32 trust' "/etc/postgresql/$pg_ver/main/pg_hba.conf"
+		fi
+		log "starting PostgreSQL $pg_ver"
+		pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main start >/dev/null 2>&1 || true
+		for _ in $(seq 1 30); do port_open 127.0.0.1 5432 && break; sleep 1; done
+		su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='test'\" | grep -q 1 || createdb test" >/dev/null 2>&1 || true
+	fi
+	port_open 127.0.0.1 5432 && log "PostgreSQL is up on 127.0.0.1:5432" || log "PostgreSQL is NOT running on 127.0.0.1:5432"
+fi
+if [ -z "${SWITCHBOARD_MYSQL_URL:-}" ] && ! port_open 127.0.0.1 3306; then
+	my_fresh=false
+	if ! [ -x /usr/sbin/mariadbd ]; then
+		apt_install mariadb-server && my_fresh=true
+	fi
+	if [ -x /usr/sbin/mariadbd ]; then
+		log "starting MariaDB"
+		mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+		start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd >/dev/null 2>&1 || true
+		for _ in $(seq 1 30); do port_open 127.0.0.1 3306 && break; sleep 1; done
+		mysql -uroot -e "CREATE DATABASE IF NOT EXISTS test" >/dev/null 2>&1 || true
+		if $my_fresh; then # our own install: root may log in over TCP without a password
+			mysql -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" >/dev/null 2>&1 || true
+		fi
+	fi
+	port_open 127.0.0.1 3306 && log "MariaDB is up on 127.0.0.1:3306" || log "MariaDB is NOT running on 127.0.0.1:3306"
+fi
+# --- end of databases ---
 exit $failed

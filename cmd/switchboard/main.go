@@ -172,6 +172,7 @@ func commands() []*command {
 		requestCommand(), serveCommand(), gatherCommand(), respondCommand(),
 		dlqCommand(), benchCommand(),
 		adminCommand(),
+		outboxCommand(),
 	}
 }
 
