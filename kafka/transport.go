@@ -109,7 +109,7 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 		return t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
 	}); err != nil {
 		t.shutdown()
-		return nil, t.wrap("connect", err)
+		return nil, t.wrapConn("connect", err)
 	}
 	return t, nil
 }
