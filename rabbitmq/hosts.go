@@ -78,9 +78,11 @@ func checkHosts(dialURL string) error {
 	if len(urls) == 1 {
 		return nil // OpenURL checks a single-host URL itself
 	}
-	for _, s := range urls {
+	u, _ := url.Parse(dialURL) // splitHosts parsed it
+	hosts := strings.Split(u.Host, ",")
+	for i, s := range urls {
 		if _, err := amqp.ParseURI(s); err != nil {
-			return fmt.Errorf("%w: rabbitmq: host %s of the URL: %v", transport.ErrInvalid, hostOf(s), err)
+			return fmt.Errorf("%w: rabbitmq: host %q of the URL: %s", transport.ErrInvalid, hosts[i], redactErr(err, u))
 		}
 	}
 	return nil

@@ -144,6 +144,11 @@ EOF
 restart)
 	name=${3:?NAME}
 	[ -f "$(node_dir "$name")/env" ] || { log "node $name was never started in $base"; exit 1; }
+	pid=$(cat "$(node_dir "$name")/launcher.pid" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		log "node $name runs already"
+		exit 1
+	fi
 	launch "$name"
 	;;
 join)
@@ -157,11 +162,13 @@ stop)
 	stop_node "${3:?NAME}"
 	;;
 stop-all)
+	# Every node that runs (it has a launcher.pid), in parallel.
 	for envf in "$base"/*/env; do
-		[ -f "$envf" ] || continue
+		[ -f "$envf" ] && [ -f "$(dirname "$envf")/launcher.pid" ] || continue
 		name=$(sed -n 's/^export RABBITMQ_NODENAME=//p' "$envf")
-		[ -n "$name" ] && stop_node "$name"
+		[ -n "$name" ] && stop_node "$name" &
 	done
+	wait
 	;;
 watch)
 	owner=${3:?PID}
