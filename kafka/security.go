@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -23,11 +25,47 @@ func (t *Transport) wrapConn(op string, err error) error {
 	if isTLSErr(err) {
 		return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrTLS, err)
 	}
-	if errors.Is(err, kafkago.SASLAuthenticationFailed) || errors.Is(err, kafkago.UnsupportedSASLMechanism) ||
-		errors.Is(err, kafkago.IllegalSASLState) {
+	if isSASLErr(err) {
 		return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrUnauthorized, err)
 	}
+	if t.opts.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		// Brokers may refuse credentials by closing the connection
+		// (kafka-go's pooled transport then reports only EOF): ask one
+		// broker again through kafka-go's Dialer, which reports a
+		// connection closed during the SASL exchange as
+		// SASLAuthenticationFailed.
+		if derr := t.probeSASL(); isSASLErr(derr) {
+			return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrUnauthorized, derr)
+		}
+	}
 	return t.wrap(op, err)
+}
+
+func isSASLErr(err error) bool {
+	return errors.Is(err, kafkago.SASLAuthenticationFailed) || errors.Is(err, kafkago.UnsupportedSASLMechanism) ||
+		errors.Is(err, kafkago.IllegalSASLState)
+}
+
+// probeSASL dials the bootstrap brokers in turn, with TLS and SASL, until
+// one connection opens, and returns the first error (nil when one opened).
+func (t *Transport) probeSASL() error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.DialTimeout)
+	defer cancel()
+	var first error
+	for _, b := range t.brokers {
+		c, err := t.dialer.DialContext(ctx, "tcp", b)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+		if isSASLErr(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return first
 }
 
 // isTLSErr reports whether err comes from a TLS handshake that failed.

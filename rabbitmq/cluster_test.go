@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/testpki"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -26,13 +27,13 @@ import (
 //     confirmed message is consumed, the clients resume by themselves on
 //     the other nodes, duplicates and recovery times are reported.
 func TestCluster(t *testing.T) {
-	pki := newTestPKI(t, t.TempDir())
-	ns := startCluster(t, 3, map[int]string{2: pki.tlsConf(t, nodeTLSPort)})
+	pki := testpki.New(t, t.TempDir())
+	ns := startCluster(t, 3, map[int]string{2: tlsConf(t, pki, nodeTLSPort)})
 	t.Run("TLS", func(t *testing.T) { testClusterTLS(t, pki) })
 	t.Run("NodeLoss", func(t *testing.T) { testClusterNodeLoss(t, ns) })
 }
 
-func testClusterTLS(t *testing.T, pki *testPKI) {
+func testClusterTLS(t *testing.T, pki *testpki.PKI) {
 	u := "amqps://guest:guest@localhost:" + strconv.Itoa(nodeTLSPort) + "/"
 	ctx := ctxT(t, 30*time.Second)
 
@@ -40,9 +41,9 @@ func testClusterTLS(t *testing.T, pki *testPKI) {
 	// given as Options.TLSConfig and as the URL's cacertfile.
 	for name, open := range map[string]func() (*Transport, error){
 		"Options.TLSConfig": func() (*Transport, error) {
-			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.caPool, MinVersion: tls.VersionTLS12}})
+			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.CAPool, MinVersion: tls.VersionTLS12}})
 		},
-		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.caFile, nil) },
+		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.CAFile, nil) },
 	} {
 		tr, err := open()
 		if err != nil {
@@ -75,9 +76,9 @@ func testClusterTLS(t *testing.T, pki *testPKI) {
 	// standard library's certificate verification error.
 	for name, open := range map[string]func() (*Transport, error){
 		"Options.TLSConfig": func() (*Transport, error) {
-			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.otherCAPool, MinVersion: tls.VersionTLS12}})
+			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.OtherCAPool, MinVersion: tls.VersionTLS12}})
 		},
-		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.otherCAFile, nil) },
+		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.OtherCAFile, nil) },
 	} {
 		tr, err := open()
 		if err == nil {
@@ -92,7 +93,7 @@ func testClusterTLS(t *testing.T, pki *testPKI) {
 	}
 
 	// A wrong password over TLS: ErrUnauthorized.
-	bad := "amqps://guest:wrong-sekrit@localhost:" + strconv.Itoa(nodeTLSPort) + "/?cacertfile=" + pki.caFile
+	bad := "amqps://guest:wrong-sekrit@localhost:" + strconv.Itoa(nodeTLSPort) + "/?cacertfile=" + pki.CAFile
 	if tr, err := Open(ctx, bad, nil); err == nil {
 		_ = tr.Close()
 		t.Error("wrong password connected")

@@ -3,15 +3,8 @@ package rabbitmq
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	"github.com/switchboard-go/switchboard/internal/testpki"
 )
 
 // Extra RabbitMQ nodes for the cluster and TLS tests, started and stopped
@@ -158,100 +152,15 @@ func (ns *nodeSet) url(params string) string {
 	return u
 }
 
-// testPKI is a certificate authority and a server certificate for
-// localhost and 127.0.0.1 signed by it, written as PEM files.
-type testPKI struct {
-	dir                       string
-	caFile, certFile, keyFile string
-	caPool                    *x509.CertPool
-	otherCAFile               string // a CA that did not sign the server certificate
-	otherCAPool               *x509.CertPool
-}
-
-func newTestPKI(t *testing.T, dir string) *testPKI {
-	t.Helper()
-	p := &testPKI{dir: dir}
-	ca, caKey, caPEM := newCA(t, "switchboard test CA")
-	_, _, otherPEM := newCA(t, "some other CA")
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, blocks ...*pem.Block) string {
-		var b bytes.Buffer
-		for _, bl := range blocks {
-			_ = pem.Encode(&b, bl)
-		}
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	p.caFile = write("ca.pem", caPEM)
-	p.otherCAFile = write("other-ca.pem", otherPEM)
-	p.certFile = write("server.pem", &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	p.keyFile = write("server-key.pem", &pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	p.caPool = x509.NewCertPool()
-	p.caPool.AppendCertsFromPEM(pem.EncodeToMemory(caPEM))
-	p.otherCAPool = x509.NewCertPool()
-	p.otherCAPool.AppendCertsFromPEM(pem.EncodeToMemory(otherPEM))
-	return p
-}
-
-func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey, *pem.Block) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key, &pem.Block{Type: "CERTIFICATE", Bytes: der}
-}
-
 // tlsConf returns rabbitmq.conf lines for a TLS listener on port with
 // p's server certificate.
-func (p *testPKI) tlsConf(t *testing.T, port int) string {
+func tlsConf(t *testing.T, p *testpki.PKI, port int) string {
 	t.Helper()
-	f := filepath.Join(p.dir, "tls.conf")
+	f := filepath.Join(filepath.Dir(p.CAFile), "tls.conf")
 	conf := fmt.Sprintf("listeners.ssl.default = 127.0.0.1:%d\n"+
 		"ssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n"+
 		"ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
-		port, p.caFile, p.certFile, p.keyFile)
+		port, p.CAFile, p.CertFile, p.KeyFile)
 	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
