@@ -28,17 +28,26 @@ func (t *Transport) wrapConn(op string, err error) error {
 	if isSASLErr(err) {
 		return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrUnauthorized, err)
 	}
-	if t.opts.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		// Brokers may refuse credentials by closing the connection
-		// (kafka-go's pooled transport then reports only EOF): ask one
-		// broker again through kafka-go's Dialer, which reports a
-		// connection closed during the SASL exchange as
-		// SASLAuthenticationFailed.
-		if derr := t.probeSASL(); isSASLErr(derr) {
-			return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrUnauthorized, derr)
-		}
+	// Brokers may refuse credentials by closing the connection (kafka-go's
+	// pooled transport then reports only EOF): ask one broker again
+	// through kafka-go's Dialer, which reports a connection closed during
+	// the SASL exchange as SASLAuthenticationFailed.
+	if _, serr := t.saslChecked(nil, err); isSASLErr(serr) {
+		return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrUnauthorized, serr)
 	}
 	return t.wrap(op, err)
+}
+
+// saslChecked passes r and err through, except that an EOF with SASL
+// configured becomes the SASL refusal probeSASL finds, if any, so that
+// Open's retries stop at once on refused credentials.
+func (t *Transport) saslChecked(r *kafkago.MetadataResponse, err error) (*kafkago.MetadataResponse, error) {
+	if err != nil && t.opts.SASL != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		if derr := t.probeSASL(); isSASLErr(derr) {
+			return r, derr
+		}
+	}
+	return r, err
 }
 
 func isSASLErr(err error) bool {
