@@ -102,10 +102,10 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 	}
 	// Check the cluster answers.
 	if _, err := retry(ctx, func() (*kafkago.MetadataResponse, error) {
-		return t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
+		return t.saslChecked(t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}))
 	}); err != nil {
 		t.shutdown()
-		return nil, t.wrap("connect", err)
+		return nil, t.wrapConn("connect", err)
 	}
 	return t, nil
 }

@@ -42,13 +42,14 @@ func sleepCtx(ctx context.Context, done <-chan struct{}, d time.Duration) bool {
 
 // connMgr owns the AMQP connection and redials it when it drops.
 type connMgr struct {
-	url  string
+	urls []string // one per host of the URL, in order (see hosts.go)
 	cfg  amqp.Config
 	log  *slog.Logger
 	maxB time.Duration
 
 	mu      sync.Mutex
 	conn    *amqp.Connection
+	host    int // index in urls of the host conn is connected to
 	gen     uint64
 	ready   chan struct{} // closed while conn is set
 	lastErr error
@@ -59,33 +60,63 @@ type connMgr struct {
 }
 
 func dialConn(ctx context.Context, url string, cfg amqp.Config, log *slog.Logger, maxB time.Duration) (*connMgr, error) {
-	m := &connMgr{url: url, cfg: cfg, log: log, maxB: maxB, ready: make(chan struct{}), done: make(chan struct{})}
-	conn, err := m.dial(ctx)
+	urls, err := splitHosts(url)
 	if err != nil {
 		return nil, err
 	}
-	m.conn, m.gen = conn, 1
+	m := &connMgr{urls: urls, cfg: cfg, log: log, maxB: maxB, ready: make(chan struct{}), done: make(chan struct{})}
+	conn, host, err := m.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.conn, m.host, m.gen = conn, host, 1
 	close(m.ready)
 	m.wg.Add(1)
 	go m.loop(conn)
 	return m, nil
 }
 
-// dial dials once, bounded by ctx.
-func (m *connMgr) dial(ctx context.Context) (*amqp.Connection, error) {
+// dial tries each host once, in the URL's order, bounded by ctx, and
+// returns the first connection and its host's index. When every host
+// fails, the error is the first host's (the others are logged).
+func (m *connMgr) dial(ctx context.Context) (*amqp.Connection, int, error) {
+	var first error
+	for i := range m.urls {
+		c, err := m.dialHost(ctx, i)
+		if err == nil {
+			return c, i, nil
+		}
+		if ctx.Err() != nil {
+			return nil, 0, err
+		}
+		if len(m.urls) > 1 {
+			m.log.Debug("rabbitmq: dial failed", "host", hostOf(m.urls[i]), "err", err)
+		}
+		if first == nil {
+			first = err
+		}
+		if errors.Is(err, transport.ErrTLS) || errors.Is(err, transport.ErrUnauthorized) {
+			return nil, 0, err // the other hosts would refuse the same configuration
+		}
+	}
+	return nil, 0, first
+}
+
+// dialHost dials the i-th host once, bounded by ctx.
+func (m *connMgr) dialHost(ctx context.Context, i int) (*amqp.Connection, error) {
 	type res struct {
 		c   *amqp.Connection
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		c, err := amqp.DialConfig(m.url, m.cfg)
+		c, err := m.dialOnce(i)
 		ch <- res{c, err}
 	}()
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, brokerErr("dial", r.err)
+			return nil, dialErr(m.urls[i], r.err)
 		}
 		return r.c, nil
 	case <-ctx.Done():
@@ -96,6 +127,17 @@ func (m *connMgr) dial(ctx context.Context) (*amqp.Connection, error) {
 		}()
 		return nil, fmt.Errorf("%w: rabbitmq: dial: %w", transport.ErrUnavailable, ctx.Err())
 	}
+}
+
+// dialOnce dials the i-th host with a copy of the TLS configuration:
+// amqp091-go writes the host name into it (ServerName) when it is empty,
+// and each host must be verified under its own name.
+func (m *connMgr) dialOnce(i int) (*amqp.Connection, error) {
+	cfg := m.cfg
+	if cfg.TLSClientConfig != nil {
+		cfg.TLSClientConfig = cfg.TLSClientConfig.Clone()
+	}
+	return amqp.DialConfig(m.urls[i], cfg)
 }
 
 func (m *connMgr) loop(conn *amqp.Connection) {
@@ -114,20 +156,35 @@ func (m *connMgr) loop(conn *amqp.Connection) {
 		m.ready = make(chan struct{})
 		m.mu.Unlock()
 		_ = conn.Close()
+		// Try the hosts in turn, starting with the one after the host
+		// that was lost, and back off after each round.
+		m.mu.Lock()
+		lost := m.host
+		m.mu.Unlock()
+		host := -1
+	redial:
 		for n := 0; ; n++ {
 			if !sleepCtx(context.Background(), m.done, backoff(n, m.maxB)) {
 				return
 			}
-			c, err := amqp.DialConfig(m.url, m.cfg)
-			if err != nil {
-				m.mu.Lock()
-				m.lastErr = err
-				m.mu.Unlock()
-				m.log.Debug("rabbitmq: redial failed", "attempt", n+1, "err", err)
-				continue
+			for j := 1; j <= len(m.urls); j++ {
+				i := (lost + j) % len(m.urls)
+				c, err := m.dialOnce(i)
+				if err != nil {
+					m.mu.Lock()
+					m.lastErr = err
+					m.mu.Unlock()
+					m.log.Debug("rabbitmq: redial failed", "host", hostOf(m.urls[i]), "round", n+1, "err", err)
+					select {
+					case <-m.done:
+						return
+					default:
+					}
+					continue
+				}
+				conn, host = c, i
+				break redial
 			}
-			conn = c
-			break
 		}
 		select {
 		case <-m.done:
@@ -135,9 +192,9 @@ func (m *connMgr) loop(conn *amqp.Connection) {
 			return
 		default:
 		}
-		m.log.Info("rabbitmq: reconnected")
+		m.log.Info("rabbitmq: reconnected", "host", hostOf(m.urls[host]))
 		m.mu.Lock()
-		m.conn = conn
+		m.conn, m.host = conn, host
 		m.gen++
 		m.lastErr = nil
 		close(m.ready)

@@ -47,6 +47,17 @@ type Options struct {
 	// QueueType is QueueTypeQuorum (default) or QueueTypeClassic (URL
 	// parameter "queue_type").
 	QueueType string
+	// QuorumInitialGroupSize, when positive, is the number of replicas
+	// (members) of each quorum queue the adapter declares: its
+	// x-quorum-initial-group-size argument (URL parameter
+	// "quorum_initial_group_size"). Zero leaves it to the broker, which
+	// places a member on every node of the cluster (RabbitMQ 3.x; at most
+	// the number of nodes). Use an odd number: a quorum queue stays
+	// available while a majority of its members runs. The queue's leader
+	// starts on the node the declaring connection is on. It applies only
+	// to queues that do not exist yet: RabbitMQ refuses to redeclare a
+	// queue with another value (transport.ErrInvalid).
+	QuorumInitialGroupSize int
 	// PublishWindow is the most messages awaiting a publisher confirm per
 	// channel (URL parameter "publish_window"); default DefaultPublishWindow.
 	PublishWindow int
@@ -73,6 +84,7 @@ type Options struct {
 var ownParams = map[string]bool{
 	"prefix": true, "prefetch": true, "queue_type": true, "publish_window": true,
 	"max_message_size": true, "reconnect_max": true, "connection_name": true,
+	"quorum_initial_group_size": true,
 }
 
 // Parameters understood by amqp091-go itself; they are passed through.
@@ -155,6 +167,12 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 			o.ReconnectMaxDelay = d
 		case "connection_name":
 			o.ConnectionName = v
+		case "quorum_initial_group_size":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 255 {
+				return "", o, bad(k, v, "want an integer from 1 to 255")
+			}
+			o.QuorumInitialGroupSize = n
 		}
 	}
 	if o.QueueType == "" {
@@ -178,8 +196,15 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.QuorumInitialGroupSize < 0 {
+		return "", o, fmt.Errorf("%w: rabbitmq: quorum initial group size %d: want a positive number or 0", transport.ErrInvalid, o.QuorumInitialGroupSize)
+	}
 	c := *u
 	c.RawQuery = keep.Encode()
 	c.Fragment = ""
+	// Several hosts (h1:5672,h2:5672): see hosts.go.
+	if err := checkHosts(c.String()); err != nil {
+		return "", o, err
+	}
 	return c.String(), o, nil
 }

@@ -161,7 +161,11 @@ func (t *Transport) GroupQueueName(topic, group string) string {
 }
 
 func (t *Transport) queueArgs() amqp.Table {
-	return amqp.Table{"x-queue-type": t.opts.QueueType}
+	a := amqp.Table{"x-queue-type": t.opts.QueueType}
+	if t.quorum() && t.opts.QuorumInitialGroupSize > 0 {
+		a["x-quorum-initial-group-size"] = t.opts.QuorumInitialGroupSize
+	}
+	return a
 }
 
 func (t *Transport) quorum() bool { return t.opts.QueueType == QueueTypeQuorum }

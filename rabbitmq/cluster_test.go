@@ -1,0 +1,383 @@
+package rabbitmq
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/internal/testpki"
+	"github.com/switchboard-go/switchboard/transport"
+)
+
+// TestCluster starts a three-node RabbitMQ cluster of its own (see
+// nodes_test.go; node 3 also has a TLS listener with certificates the test
+// generates) and proves what the adapter does with it:
+//
+//   - TLS: amqps:// with verification on succeeds; a certificate authority
+//     that did not sign the broker's certificate fails with ErrTLS.
+//   - NodeLoss: 10,000 messages go through a quorum queue while the node
+//     both clients are connected to is stopped and later restarted; every
+//     confirmed message is consumed, the clients resume by themselves on
+//     the other nodes, duplicates and recovery times are reported.
+func TestCluster(t *testing.T) {
+	pki := testpki.New(t, t.TempDir())
+	ns := startCluster(t, 3, map[int]string{2: tlsConf(t, pki, nodeTLSPort)})
+	t.Run("TLS", func(t *testing.T) { testClusterTLS(t, pki) })
+	t.Run("NodeLoss", func(t *testing.T) { testClusterNodeLoss(t, ns) })
+}
+
+func testClusterTLS(t *testing.T, pki *testpki.PKI) {
+	u := "amqps://guest:guest@localhost:" + strconv.Itoa(nodeTLSPort) + "/"
+	ctx := ctxT(t, 30*time.Second)
+
+	// Verification on, with the CA that signed the broker's certificate,
+	// given as Options.TLSConfig and as the URL's cacertfile.
+	for name, open := range map[string]func() (*Transport, error){
+		"Options.TLSConfig": func() (*Transport, error) {
+			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.CAPool, MinVersion: tls.VersionTLS12}})
+		},
+		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.CAFile, nil) },
+	} {
+		tr, err := open()
+		if err != nil {
+			t.Fatalf("%s: amqps with the right CA: %v", name, err)
+		}
+		if err := tr.Ping(ctx); err != nil {
+			t.Errorf("%s: ping: %v", name, err)
+		}
+		q := transport.Queue("sbt-tls-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+		s, err := tr.Subscribe(ctx, q, "", transport.SubscribeOptions{MaxInFlight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Send(ctx, q, []*transport.Message{{ID: "tls-1", Body: []byte("over TLS")}}); err != nil {
+			t.Fatal(err)
+		}
+		got := recvN(t, ctx, s, 1, true)
+		if string(got[0].Body) != "over TLS" {
+			t.Errorf("%s: got %q", name, got[0].Body)
+		}
+		_ = s.Close()
+		if ch, err := tr.topo.current(ctx); err == nil {
+			_, _ = ch.QueueDelete(q.Name, false, false, false)
+		}
+		_ = tr.Close()
+		t.Logf("%s: amqps with verification: connected, published, consumed", name)
+	}
+
+	// The wrong CA: a typed error, ErrTLS, that also unwraps to the
+	// standard library's certificate verification error.
+	for name, open := range map[string]func() (*Transport, error){
+		"Options.TLSConfig": func() (*Transport, error) {
+			return Open(ctx, u, &Options{TLSConfig: &tls.Config{RootCAs: pki.OtherCAPool, MinVersion: tls.VersionTLS12}})
+		},
+		"cacertfile": func() (*Transport, error) { return Open(ctx, u+"?cacertfile="+pki.OtherCAFile, nil) },
+	} {
+		tr, err := open()
+		if err == nil {
+			_ = tr.Close()
+			t.Fatalf("%s: amqps with the wrong CA connected", name)
+		}
+		var cv *tls.CertificateVerificationError
+		if !errors.Is(err, transport.ErrTLS) || !errors.As(err, &cv) || errors.Is(err, transport.ErrUnavailable) {
+			t.Errorf("%s: wrong CA: want ErrTLS wrapping *tls.CertificateVerificationError, not ErrUnavailable; got %v", name, err)
+		}
+		t.Logf("%s: wrong CA: %v", name, err)
+	}
+
+	// A wrong password over TLS: ErrUnauthorized.
+	bad := "amqps://guest:wrong-sekrit@localhost:" + strconv.Itoa(nodeTLSPort) + "/?cacertfile=" + pki.CAFile
+	if tr, err := Open(ctx, bad, nil); err == nil {
+		_ = tr.Close()
+		t.Error("wrong password connected")
+	} else if !errors.Is(err, transport.ErrUnauthorized) || errors.Is(err, transport.ErrInvalid) {
+		t.Errorf("wrong password: want ErrUnauthorized (and not ErrInvalid), got %v", err)
+	} else {
+		t.Logf("wrong password: %v", err)
+	}
+}
+
+// connEvents records when a transport's connection was lost and when it
+// reconnected, from the adapter's log.
+type connEvents struct {
+	mu    sync.Mutex
+	lost  []time.Time
+	again []time.Time
+	hosts []string
+}
+
+func (e *connEvents) Enabled(context.Context, slog.Level) bool { return true }
+func (e *connEvents) WithAttrs([]slog.Attr) slog.Handler       { return e }
+func (e *connEvents) WithGroup(string) slog.Handler            { return e }
+func (e *connEvents) Handle(_ context.Context, r slog.Record) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch r.Message {
+	case "rabbitmq: connection lost":
+		e.lost = append(e.lost, r.Time)
+	case "rabbitmq: reconnected":
+		e.again = append(e.again, r.Time)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "host" {
+				e.hosts = append(e.hosts, a.Value.String())
+			}
+			return true
+		})
+	}
+	return nil
+}
+
+func (e *connEvents) firstLoss() (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.lost) == 0 {
+		return time.Time{}, false
+	}
+	return e.lost[0], true
+}
+
+// clusterLedger records what the cluster confirmed and what was consumed.
+type clusterLedger struct {
+	mu     sync.Mutex
+	acked  map[string]bool
+	got    map[string]int
+	nAcked int
+	poke   chan struct{}
+
+	// Recovery: the first successful send completed, and the first
+	// delivery received, after the connection loss.
+	firstSend, firstRecv time.Time
+}
+
+func (l *clusterLedger) progress() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nAcked
+}
+
+func (l *clusterLedger) missing() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for id := range l.acked {
+		if l.got[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (l *clusterLedger) dups() (n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.got {
+		n += max(0, c-1)
+	}
+	return n
+}
+
+func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
+	const total = 10000
+	pubEv, subEv := &connEvents{}, &connEvents{}
+	open := func(ev *connEvents, name string) *Transport {
+		ctx := ctxT(t, 30*time.Second)
+		tr, err := Open(ctx, ns.url("reconnect_max=500ms&connection_name="+name), &Options{Logger: slog.New(ev)})
+		if err != nil {
+			t.Fatalf("open %s: %v", ns.url(""), err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		return tr
+	}
+	pub, sub := open(pubEv, "sbt-cluster-pub"), open(subEv, "sbt-cluster-sub")
+	for _, tr := range []*Transport{pub, sub} {
+		tr.m.mu.Lock()
+		host := tr.m.host
+		tr.m.mu.Unlock()
+		if host != 0 {
+			t.Fatalf("connected to host %d, want the URL's first host", host)
+		}
+	}
+	topic := transport.Topic("sbt-cluster-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s, err := sub.Subscribe(ctx, topic, "g", transport.SubscribeOptions{MaxInFlight: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &clusterLedger{acked: map[string]bool{}, got: map[string]int{}, poke: make(chan struct{}, 1)}
+
+	// Consumer.
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for {
+			ms, err := s.Receive(ctx, 100)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
+					t.Errorf("receive: %v", err)
+				}
+				return
+			}
+			now := time.Now()
+			ids := make([]any, len(ms))
+			l.mu.Lock()
+			for i, m := range ms {
+				l.got[m.ID]++
+				ids[i] = m.AckID
+			}
+			if loss, ok := subEv.firstLoss(); ok && l.firstRecv.IsZero() && now.After(loss) {
+				l.firstRecv = now
+			}
+			l.mu.Unlock()
+			select {
+			case l.poke <- struct{}{}:
+			default:
+			}
+			_ = s.Ack(ctx, ids) // a failed ack means a redelivery, which the ledger counts
+		}
+	}()
+
+	// Gates: the producer publishes across every phase of the failure.
+	stopped, restarting, restarted := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	gate := func(i int) <-chan struct{} {
+		switch {
+		case i >= 8000:
+			return restarted
+		case i >= 6500:
+			return restarting
+		case i >= 5000:
+			return stopped
+		}
+		return nil
+	}
+	produced := make(chan struct{})
+	var failures int
+	go func() {
+		defer close(produced)
+		const batch = 20
+		for i := 0; i < total; i += batch {
+			if g := gate(i); g != nil {
+				select {
+				case <-g:
+				case <-ctx.Done():
+					return
+				}
+			}
+			msgs := make([]*transport.Message, 0, batch)
+			for j := i; j < i+batch; j++ {
+				msgs = append(msgs, &transport.Message{ID: fmt.Sprintf("m%05d", j), Key: "k" + strconv.Itoa(j%7), Body: []byte("x")})
+			}
+			for {
+				sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+				err := pub.Send(sctx, topic, msgs)
+				scancel()
+				if err == nil {
+					break
+				}
+				failures++
+				if ctx.Err() != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // pace retries while the clients fail over
+			}
+			now := time.Now()
+			l.mu.Lock()
+			for _, m := range msgs {
+				l.acked[m.ID] = true
+			}
+			l.nAcked += len(msgs)
+			if loss, ok := pubEv.firstLoss(); ok && l.firstSend.IsZero() && now.After(loss) {
+				l.firstSend = now
+			}
+			l.mu.Unlock()
+		}
+	}()
+
+	// Stop node 1, which both clients are connected to, once messages
+	// flow; start it again while they flow on the other nodes.
+	waitFor := func(what string, cond func() bool) {
+		for !cond() {
+			select {
+			case <-l.poke:
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s (%d confirmed)", what, l.progress())
+			}
+		}
+	}
+	waitFor("2,000 confirmed", func() bool { return l.progress() >= 2000 })
+	t0 := time.Now()
+	if err := ns.stop(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node %s stopped by name in %v, at %d confirmed", ns.names[0], time.Since(t0).Round(time.Millisecond), l.progress())
+	close(stopped)
+	waitFor("publishing on the other nodes", func() bool { return l.progress() >= 6500 })
+	close(restarting)
+	t0 = time.Now()
+	if err := ns.restart(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node %s restarted in %v, at %d confirmed", ns.names[0], time.Since(t0).Round(time.Millisecond), l.progress())
+	close(restarted)
+
+	<-produced
+	deadline := time.After(2 * time.Minute)
+	for {
+		miss := l.missing()
+		if len(miss) == 0 {
+			break
+		}
+		select {
+		case <-l.poke:
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d confirmed messages never consumed (LOST), first: %v", len(miss), miss[:min(10, len(miss))])
+		}
+	}
+	cancel()
+	<-consumed
+	_ = s.Close()
+
+	l.mu.Lock()
+	acked := len(l.acked)
+	firstSend, firstRecv := l.firstSend, l.firstRecv
+	l.mu.Unlock()
+	if acked != total {
+		t.Fatalf("only %d of %d messages were confirmed", acked, total)
+	}
+	pubLoss, ok1 := pubEv.firstLoss()
+	subLoss, ok2 := subEv.firstLoss()
+	if !ok1 || !ok2 {
+		t.Fatalf("a client never lost its connection (publisher %v, consumer %v): the stopped node was not theirs", ok1, ok2)
+	}
+	for name, ev := range map[string]*connEvents{"publisher": pubEv, "consumer": subEv} {
+		ev.mu.Lock()
+		t.Logf("%s: connection lost %d time(s), reconnected to %v", name, len(ev.lost), ev.hosts)
+		if len(ev.hosts) == 0 || ev.hosts[0] == "127.0.0.1:"+strconv.Itoa(ns.ports[0]) {
+			t.Errorf("%s did not fail over to another node: %v", name, ev.hosts)
+		}
+		ev.mu.Unlock()
+	}
+	t.Logf("RESULT rabbitmq 3-node cluster, node loss + restart: %d published and confirmed, 0 lost, %d duplicates, %d failed sends retried",
+		acked, l.dups(), failures)
+	t.Logf("RESULT recovery (connection loss -> first successful publish): %v", firstSend.Sub(pubLoss).Round(time.Millisecond))
+	t.Logf("RESULT recovery (connection loss -> first delivery consumed): %v", firstRecv.Sub(subLoss).Round(time.Millisecond))
+
+	// The group's quorum queue has a member on every node.
+	if ch, err := sub.topo.current(ctxT(t, 10*time.Second)); err == nil {
+		q := sub.GroupQueueName(topic.Name, "g")
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Logf("delete %s: %v", q, err)
+		}
+		_ = ch.ExchangeDelete(topic.Name, false, false)
+	}
+}
