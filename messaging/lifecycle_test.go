@@ -322,3 +322,104 @@ func TestReplyOverLimitBecomesRemoteError(t *testing.T) {
 		t.Fatalf("Request: %v, want a *RemoteError saying the reply is too large", err)
 	}
 }
+
+// callLog records the subscription calls messaging makes.
+type callLog struct {
+	transport.Transport
+	mu    sync.Mutex
+	calls []string
+}
+
+func (l *callLog) add(s string) {
+	l.mu.Lock()
+	l.calls = append(l.calls, s)
+	l.mu.Unlock()
+}
+
+func (l *callLog) Subscribe(ctx context.Context, from transport.Address, group string, o transport.SubscribeOptions) (transport.Subscription, error) {
+	s, err := l.Transport.Subscribe(ctx, from, group, o)
+	if err != nil {
+		return nil, err
+	}
+	return &loggedSub{Subscription: s, l: l}, nil
+}
+
+type loggedSub struct {
+	transport.Subscription
+	l *callLog
+}
+
+func (s *loggedSub) Ack(ctx context.Context, ids []any) error {
+	s.l.add(fmt.Sprintf("ack %d", len(ids)))
+	return s.Subscription.Ack(ctx, ids)
+}
+
+func (s *loggedSub) Nack(ctx context.Context, ids []any) error {
+	s.l.add(fmt.Sprintf("nack %d", len(ids)))
+	return s.Subscription.Nack(ctx, ids)
+}
+
+func (s *loggedSub) Close() error {
+	s.l.add("close")
+	return s.Subscription.Close()
+}
+
+// Input 2 of issue 11: a shutdown releases what it holds (a message
+// waiting for its retry, messages queued behind its key) by closing the
+// transport subscription after its last ack, never by nacking while the
+// broker consumer still runs; the next member sees each released message
+// as one more delivery.
+func TestShutdownReleasesByCloseNotNack(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	l := &callLog{Transport: b.Transport()}
+	c1 := newClient(t, l)
+	var mu sync.Mutex
+	var attempts []int
+	first := make(chan struct{})
+	var once sync.Once
+	if _, err := c1.Subscribe(ctx, "jobs", "g", func(_ context.Context, m *messaging.Message) error {
+		if string(m.Body) != "retry" {
+			return nil
+		}
+		mu.Lock()
+		attempts = append(attempts, m.Attempt)
+		mu.Unlock()
+		once.Do(func() { close(first) })
+		return errors.New("fails")
+	}, messaging.WithRetry(messaging.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Minute, MaxBackoff: time.Minute, Multiplier: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Publish(ctx, "jobs", &messaging.Message{Key: "k", Body: []byte("retry")}, &messaging.Message{Key: "k", Body: []byte("behind")},
+		&messaging.Message{Key: "other", Body: []byte("done")}); err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	calls := slices.Clone(l.calls)
+	l.mu.Unlock()
+	if len(calls) == 0 || calls[len(calls)-1] != "close" || slices.ContainsFunc(calls, func(s string) bool { return strings.HasPrefix(s, "nack") }) {
+		t.Errorf("subscription calls %v: want acks, then close, and no nack", calls)
+	}
+	c2 := newClient(t, b.Transport())
+	got := make(chan *messaging.Message, 4)
+	if _, err := c2.Subscribe(ctx, "jobs", "g", func(_ context.Context, m *messaging.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"retry", "behind"} {
+		select {
+		case m := <-got:
+			if string(m.Body) != want || m.Attempt != 2 {
+				t.Errorf("next member got %q with attempt %d, want %q with attempt 2", m.Body, m.Attempt, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s not handed over", want)
+		}
+	}
+}
