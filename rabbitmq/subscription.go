@@ -29,7 +29,7 @@ type subscription struct {
 	presence     *keeper[*amqp.Channel] // consumes membersQueue
 	membersQueue string
 	in           chan inDelivery
-	fwd   sync.WaitGroup // forwarders and the balancer
+	fwd          sync.WaitGroup // forwarders and the balancer
 }
 
 // subChan is the state of one consuming channel.
