@@ -139,7 +139,13 @@
 //     delivered, commits, and gives them up; later acks of those messages
 //     are ignored and the messages are redelivered to the new owner
 //     (at-least-once; duplicates are possible, losses are not).
-//   - DeliveryCount is not reported by Kafka (always 0).
+//   - DeliveryCount is emulated: Kafka has none. The first message a member
+//     fetches from a partition it was assigned (the partition's oldest
+//     unfinished message) is counted durably in the metadata of the group's
+//     committed offset ("sb-attempts:<offset>:<n>"), committed before the
+//     message is handed out, so a message that crashes its consumers is
+//     reported with a growing count; later messages report 1. Cost: one
+//     offset commit per partition assignment.
 //   - Reply inboxes are one-partition topics per client, read without a
 //     group from their end at OpenInbox, and deleted by Inbox.Close.
 //     Sending to an inbox that no longer exists drops the reply.
