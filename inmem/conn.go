@@ -2,6 +2,7 @@ package inmem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -127,9 +128,26 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	b := c.b
+	q, err := c.b.consumerQueue(from, group)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscription{c: c, from: from, group: group, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
+	}
+	c.subs[s] = struct{}{}
+	return s, nil
+}
+
+// consumerQueue returns the queue of a group of a topic, or of a queue,
+// creating it if missing.
+func (b *Broker) consumerQueue(from transport.Address, group string) (*queue, error) {
 	var q *queue
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch from.Kind {
 	case transport.KindTopic:
 		groups := b.topics[from.Name]
@@ -147,18 +165,9 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 			b.queues[from.Name] = q
 		}
 	default:
-		b.mu.Unlock()
 		return nil, fmt.Errorf("inmem: %w: cannot subscribe to a %v", transport.ErrInvalid, from.Kind)
 	}
-	b.mu.Unlock()
-	s := &subscription{c: c, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
-	}
-	c.subs[s] = struct{}{}
-	return s, nil
+	return q, nil
 }
 
 // OpenInbox implements transport.Transport.
@@ -225,7 +234,9 @@ func (c *conn) Close() error {
 // subscription is a consumer of one group or queue.
 type subscription struct {
 	c           *conn
-	q           *queue
+	from        transport.Address
+	group       string
+	q           *queue // guarded by mu: replaced when the queue is deleted
 	mu          sync.Mutex
 	outstanding map[*entry]struct{}
 	isClosed    bool
@@ -240,16 +251,29 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		s.mu.Unlock()
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
+	q := s.q
 	s.mu.Unlock()
-	es, err := s.q.pop(ctx, s.closed, s.wake, max, s)
+	es, err := q.pop(ctx, s.closed, s.wake, max, s)
+	for errors.Is(err, errDeleted) {
+		// The broker deleted the queue (CancelConsumers): what this
+		// subscription holds of it is gone with it. Declare the group
+		// again and go on.
+		if q, err = s.c.b.consumerQueue(s.from, s.group); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.q, s.outstanding = q, make(map[*entry]struct{})
+		s.mu.Unlock()
+		es, err = q.pop(ctx, s.closed, s.wake, max, s)
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*transport.Message, len(es))
 	s.mu.Lock()
-	if s.isClosed { // closed while waiting: give them back
+	if s.isClosed || s.q != q { // closed while waiting: give them back
 		s.mu.Unlock()
-		s.q.requeue(es)
+		q.requeue(es)
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	for i, e := range es {
@@ -283,8 +307,9 @@ func (s *subscription) Ack(_ context.Context, ids []any) error {
 			}
 		}
 	}
+	q := s.q
 	s.mu.Unlock()
-	s.q.release(done) // their keys may move to another member
+	q.release(done) // their keys may move to another member
 	return nil
 }
 
@@ -300,8 +325,9 @@ func (s *subscription) Nack(_ context.Context, ids []any) error {
 			}
 		}
 	}
+	q := s.q
 	s.mu.Unlock()
-	s.q.requeue(back)
+	q.requeue(back)
 	return nil
 }
 
@@ -319,8 +345,9 @@ func (s *subscription) Close() error {
 		back = append(back, e)
 	}
 	s.outstanding = nil
+	q := s.q
 	s.mu.Unlock()
-	s.q.requeue(back)
+	q.requeue(back)
 	s.c.mu.Lock()
 	delete(s.c.subs, s)
 	s.c.mu.Unlock()
