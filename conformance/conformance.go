@@ -52,6 +52,14 @@ type Harness struct {
 	// nil, and the suite then injects the same faults around the
 	// transport.
 	OpenDialer func(ctx context.Context, dial DialFunc) (transport.Transport, error)
+	// CancelConsumers makes the broker act on its own against the
+	// consumers of one consumer group (topic and group as given to
+	// Subscribe), as it does in production: RabbitMQ deletes the group's
+	// queues (the broker cancels their consumers), SQS deletes the group's
+	// queue, Kafka rebalances the group (another member joins and
+	// leaves), the in-memory broker deletes the group's queue. The
+	// BrokerEvents cases need it: every adapter sets it.
+	CancelConsumers func(ctx context.Context, topic, group string) error
 }
 
 // CaseTimeout bounds every case: each waits for its signals at most this

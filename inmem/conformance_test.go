@@ -21,5 +21,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Name: "inmem",
 		Open: func(context.Context) (transport.Transport, error) { return b.Transport(), nil },
+		// A broker-side cancel: the group's queue is deleted.
+		CancelConsumers: func(_ context.Context, topic, group string) error { return b.CancelConsumers(topic, group) },
 	})
 }

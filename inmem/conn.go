@@ -2,6 +2,7 @@ package inmem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -127,9 +128,27 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	b := c.b
+	q, err := c.b.consumerQueue(from, group)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscription{c: c, from: from, group: group, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
+	}
+	c.subs[s] = struct{}{}
+	q.consumers.Add(1)
+	return s, nil
+}
+
+// consumerQueue returns the queue of a group of a topic, or of a queue,
+// creating it if missing.
+func (b *Broker) consumerQueue(from transport.Address, group string) (*queue, error) {
 	var q *queue
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch from.Kind {
 	case transport.KindTopic:
 		groups := b.topics[from.Name]
@@ -147,19 +166,9 @@ func (c *conn) Subscribe(_ context.Context, from transport.Address, group string
 			b.queues[from.Name] = q
 		}
 	default:
-		b.mu.Unlock()
 		return nil, fmt.Errorf("inmem: %w: cannot subscribe to a %v", transport.ErrInvalid, from.Kind)
 	}
-	b.mu.Unlock()
-	s := &subscription{c: c, q: q, outstanding: make(map[*entry]struct{}), closed: make(chan struct{}), wake: make(chan struct{}, 1)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
-	}
-	c.subs[s] = struct{}{}
-	q.consumers.Add(1)
-	return s, nil
+	return q, nil
 }
 
 // OpenInbox implements transport.Transport.
@@ -226,7 +235,9 @@ func (c *conn) Close() error {
 // subscription is a consumer of one group or queue.
 type subscription struct {
 	c           *conn
-	q           *queue
+	from        transport.Address
+	group       string
+	q           *queue // guarded by mu: replaced when the queue is deleted
 	mu          sync.Mutex
 	outstanding map[*entry]struct{}
 	isClosed    bool
@@ -241,16 +252,31 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		s.mu.Unlock()
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
+	q := s.q
 	s.mu.Unlock()
-	es, err := s.q.pop(ctx, s.closed, s.wake, max, s)
+	es, err := q.pop(ctx, s.closed, s.wake, max, s)
+	for errors.Is(err, errDeleted) {
+		// The broker deleted the queue (CancelConsumers): what this
+		// subscription holds of it is gone with it. Declare the group
+		// again and go on.
+		if q, err = s.c.b.consumerQueue(s.from, s.group); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.q.consumers.Add(-1)
+		q.consumers.Add(1)
+		s.q, s.outstanding = q, make(map[*entry]struct{})
+		s.mu.Unlock()
+		es, err = q.pop(ctx, s.closed, s.wake, max, s)
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*transport.Message, len(es))
 	s.mu.Lock()
-	if s.isClosed { // closed while waiting: give them back
+	if s.isClosed || s.q != q { // closed while waiting: give them back
 		s.mu.Unlock()
-		s.q.requeue(es)
+		q.requeue(es)
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	for i, e := range es {
@@ -284,8 +310,9 @@ func (s *subscription) Ack(_ context.Context, ids []any) error {
 			}
 		}
 	}
+	q := s.q
 	s.mu.Unlock()
-	s.q.release(done) // their keys may move to another member
+	q.release(done) // their keys may move to another member
 	return nil
 }
 
@@ -301,8 +328,9 @@ func (s *subscription) Nack(_ context.Context, ids []any) error {
 			}
 		}
 	}
+	q := s.q
 	s.mu.Unlock()
-	s.q.requeue(back)
+	q.requeue(back)
 	return nil
 }
 
@@ -320,9 +348,10 @@ func (s *subscription) Close() error {
 		back = append(back, e)
 	}
 	s.outstanding = nil
+	q := s.q
 	s.mu.Unlock()
-	s.q.consumers.Add(-1)
-	s.q.requeue(back)
+	q.consumers.Add(-1)
+	q.requeue(back)
 	s.c.mu.Lock()
 	delete(s.c.subs, s)
 	s.c.mu.Unlock()

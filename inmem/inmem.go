@@ -21,6 +21,7 @@ package inmem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -151,9 +152,45 @@ type queue struct {
 	holds map[string]*hold
 	// consumers counts the open subscriptions (for Admin.Inspect).
 	consumers atomic.Int32
+	// deleted is closed when the queue is deleted (CancelConsumers):
+	// its waiting consumers return errDeleted.
+	deleted chan struct{}
 }
 
-func newQueue(max int) *queue { return &queue{max: max, holds: make(map[string]*hold)} }
+func newQueue(max int) *queue {
+	return &queue{max: max, holds: make(map[string]*hold), deleted: make(chan struct{})}
+}
+
+// errDeleted: the queue was deleted under its consumer.
+var errDeleted = errors.New("inmem: queue deleted")
+
+// CancelConsumers does what a broker does when an operator deletes a
+// consumer group's queue (topic and group as given to Subscribe; an empty
+// group names the queue topic): the queue and the messages it holds are
+// gone, and its consumers are cancelled. Like the network adapters, an
+// in-memory subscription then declares its group again and goes on
+// receiving what is published afterwards. It returns an error matching
+// transport.ErrNotFound when there is no such group.
+func (b *Broker) CancelConsumers(topic, group string) error {
+	b.mu.Lock()
+	var q *queue
+	if group == "" {
+		q = b.queues[topic]
+		delete(b.queues, topic)
+	} else if groups := b.topics[topic]; groups != nil {
+		q = groups[group]
+		delete(groups, group)
+	}
+	b.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("inmem: group %q of %q: %w", group, topic, transport.ErrNotFound)
+	}
+	q.mu.Lock()
+	close(q.deleted)
+	q.broadcast()
+	q.mu.Unlock()
+	return nil
+}
 
 func (q *queue) len() int { return len(q.ready) - q.head }
 
@@ -183,6 +220,8 @@ func (q *queue) wait(ctx context.Context, closed <-chan struct{}, wake chan stru
 		err = ctx.Err()
 	case <-closed:
 		err = transport.ErrClosed
+	case <-q.deleted:
+		err = errDeleted
 	}
 	q.mu.Lock()
 	if err != nil {

@@ -32,7 +32,7 @@
 //	heartbeat_interval  consumer group heartbeat interval (1s)
 //	rebalance_timeout   consumer group rebalance timeout (10s)
 //	drain_timeout       how long a member losing partitions waits for the acks of
-//	                    messages it delivered before it commits (1s)
+//	                    messages it delivered before it commits (8s)
 //	max_wait            fetch long-poll time; also bounds closing a subscription (500ms)
 //	metadata_ttl        metadata cache lifetime (1s)
 //	dial_timeout        connect timeout (5s)
@@ -136,10 +136,20 @@
 //     the subscription closes first, the group's next consumer gets it.
 //   - Rebalances: a member losing partitions stops handing out their
 //     messages, waits up to drain_timeout for acknowledgements of those it
-//     delivered, commits, and gives them up; later acks of those messages
-//     are ignored and the messages are redelivered to the new owner
-//     (at-least-once; duplicates are possible, losses are not).
-//   - DeliveryCount is not reported by Kafka (always 0).
+//     delivered, commits, and gives them up; the group's new generation,
+//     and so the new owners, start only once it rejoined, so a key's
+//     messages are never handled by two members at once unless handling
+//     outlasts drain_timeout. After it, later acks of those messages
+//     are ignored and the messages are redelivered to the new owner, in
+//     offset order (at-least-once; duplicates are possible, losses are
+//     not).
+//   - DeliveryCount is emulated: Kafka has none. The first message a member
+//     fetches from a partition it was assigned (the partition's oldest
+//     unfinished message) is counted durably in the metadata of the group's
+//     committed offset ("sb-attempts:<offset>:<n>"), committed before the
+//     message is handed out, so a message that crashes its consumers is
+//     reported with a growing count; later messages report 1. Cost: one
+//     offset commit per partition assignment.
 //   - Reply inboxes are one-partition topics per client, read without a
 //     group from their end at OpenInbox, and deleted by Inbox.Close.
 //     Sending to an inbox that no longer exists drops the reply.

@@ -84,7 +84,10 @@ type Options struct {
 	RebalanceTimeout time.Duration
 	// DrainTimeout is how long a member whose partitions are being revoked
 	// waits for the messages it delivered to be acknowledged before it
-	// commits and gives them up. Default 1s.
+	// commits and gives them up (and rejoins the group: the new owners
+	// start only then, so a key's handlers never overlap across members
+	// unless handling outlasts it). Keep it below RebalanceTimeout, after
+	// which the coordinator drops the member. Default 8s.
 	DrainTimeout time.Duration
 	// MaxWait is the longest a fetch waits at the broker for new data; it
 	// also bounds how long closing a subscription waits. Default 500ms.
@@ -128,7 +131,7 @@ func (o *Options) setDefaults() {
 	def(&o.SessionTimeout, 10*time.Second)
 	def(&o.HeartbeatInterval, time.Second)
 	def(&o.RebalanceTimeout, 10*time.Second)
-	def(&o.DrainTimeout, time.Second)
+	def(&o.DrainTimeout, 8*time.Second)
 	def(&o.MaxWait, 500*time.Millisecond)
 	def(&o.MetadataTTL, time.Second)
 	def(&o.DialTimeout, 5*time.Second)
@@ -156,7 +159,7 @@ var urlParams = map[string]string{
 	"session_timeout":    "group session timeout (default 10s)",
 	"heartbeat_interval": "group heartbeat interval (default 1s)",
 	"rebalance_timeout":  "group rebalance timeout (default 10s)",
-	"drain_timeout":      "wait for acks when partitions are revoked (default 1s)",
+	"drain_timeout":      "wait for acks when partitions are revoked (default 8s)",
 	"max_wait":           "fetch max wait (default 500ms)",
 	"metadata_ttl":       "metadata cache TTL (default 1s)",
 	"dial_timeout":       "connect timeout (default 5s)",

@@ -49,6 +49,7 @@ type subscription struct {
 type delivery struct {
 	p     *partition
 	epoch int
+	count int // delivery count (see attempts.go)
 	msg   kafkago.Message
 }
 
@@ -75,6 +76,13 @@ type partition struct {
 	epoch     int
 	seek      int64
 	stopFetch context.CancelFunc
+
+	// Delivery counts (see attempts.go): attempts deliveries recorded for
+	// the message at offset attemptsAt (-1: none); counted once the
+	// first message of the generation was counted.
+	attemptsAt int64
+	attempts   int
+	counted    bool
 }
 
 type entry struct {
@@ -177,13 +185,14 @@ func (s *subscription) run() {
 		s.mu.Lock()
 		s.cur = g
 		for _, pa := range gen.Assignments[s.topic] {
-			p := &partition{g: g, id: pa.ID, next: -1, committed: -1, seek: -1}
+			p := &partition{g: g, id: pa.ID, next: -1, committed: -1, seek: -1, attemptsAt: -1}
 			if pa.Offset >= 0 {
 				p.next, p.committed = pa.Offset, pa.Offset
 			}
 			g.parts[pa.ID] = p
 		}
 		s.mu.Unlock()
+		s.loadAttempts(s.ctx, g)
 		s.log.Debug("kafka: joined generation", "generation", gen.ID, "partitions", len(g.parts))
 		for _, pa := range gen.Assignments[s.topic] {
 			p, start := g.parts[pa.ID], pa.Offset
@@ -240,8 +249,9 @@ func (s *subscription) fetch(ctx context.Context, p *partition, start int64) {
 			}
 			continue // a Nack interrupted the fetch to rewind, or retry
 		}
+		count := s.countDelivery(ctx, p, m.Offset)
 		select {
-		case s.out <- delivery{p: p, epoch: epoch, msg: m}:
+		case s.out <- delivery{p: p, epoch: epoch, count: count, msg: m}:
 		case <-ctx.Done():
 			return
 		}
@@ -394,6 +404,7 @@ func (s *subscription) deliver(d delivery) *transport.Message {
 	s.mu.Unlock()
 	m := decode(&d.msg)
 	m.AckID = ackID{p: p, offset: off, epoch: d.epoch}
+	m.DeliveryCount = d.count
 	return m
 }
 

@@ -124,6 +124,7 @@ func (t *Transport) Capabilities() transport.Capabilities {
 		MaxMessageSize: t.maxMessageSize(),
 		MaxHeaders:     maxHeaders,
 		OrderedByKey:   true,
+		DeliveryCount:  true, // emulated: see attempts.go
 	}
 }
 

@@ -59,8 +59,10 @@ func TestConsumerCancelledByBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDelete(tr.GroupQueueName(topic, group), false, false, false); err != nil {
-		t.Fatalf("QueueDelete: %v", err)
+	for _, q := range tr.PartitionQueueNames(topic, group) {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Fatalf("QueueDelete(%s): %v", q, err)
+		}
 	}
 
 	// Messages published while the queue is missing are unroutable and

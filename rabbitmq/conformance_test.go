@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/switchboard-go/switchboard/conformance"
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -22,6 +24,30 @@ func TestConformance(t *testing.T) {
 				Dial:              func(network, addr string) (net.Conn, error) { return dial(ctx, network, addr) },
 				ReconnectMaxDelay: 200 * time.Millisecond,
 			})
+		},
+		// The broker cancels consumers when their queue is deleted: a
+		// second connection deletes the group's partition queues.
+		CancelConsumers: func(ctx context.Context, topic, group string) error {
+			tr, err := Open(ctx, u, nil)
+			if err != nil {
+				return err
+			}
+			defer tr.Close()
+			conn, err := amqp.Dial(u)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ch, err := conn.Channel()
+			if err != nil {
+				return err
+			}
+			for _, q := range tr.PartitionQueueNames(topic, group) {
+				if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 		Teardown: func(ctx context.Context, prefix string) error {
 			tr, err := Open(ctx, u, nil)

@@ -23,6 +23,13 @@ type subscription struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	// Partitioned consumer groups only (see partitions.go).
+	parts        []*part
+	presence     *keeper[*amqp.Channel] // consumes membersQueue
+	membersQueue string
+	in           chan inDelivery
+	fwd          sync.WaitGroup // forwarders and the balancer
 }
 
 // subChan is the state of one consuming channel.
@@ -34,6 +41,35 @@ type subChan struct {
 	mu      sync.Mutex
 	dead    bool
 	unacked map[uint64]struct{}
+
+	// Partitions only: active once a delivery arrived (this member is
+	// the partition's single active consumer); releasing once the
+	// balancer gives the partition back (releaseCh is closed then);
+	// settled is closed and replaced whenever a delivery is settled
+	// while releasing.
+	active    bool
+	releasing bool
+	releaseCh chan struct{}
+	settled   chan struct{}
+}
+
+func newSubChan(ch *amqp.Channel, d <-chan amqp.Delivery) *subChan {
+	return &subChan{ch: ch, deliveries: d, lostCh: make(chan struct{}), unacked: make(map[uint64]struct{}),
+		releaseCh: make(chan struct{}), settled: make(chan struct{})}
+}
+
+// forget removes tag from the unacked deliveries, reporting whether it was
+// there; called with sc.mu held.
+func (sc *subChan) forget(tag uint64) bool {
+	if _, ok := sc.unacked[tag]; !ok {
+		return false
+	}
+	delete(sc.unacked, tag)
+	if sc.releasing {
+		close(sc.settled)
+		sc.settled = make(chan struct{})
+	}
+	return true
 }
 
 // ackRef is a Message.AckID: the delivery tag on its channel.
@@ -93,7 +129,21 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 		if err != nil {
 			return nil, brokerErr("consume "+s.queue, err)
 		}
-		return &subChan{ch: ch, deliveries: d, lostCh: make(chan struct{}), unacked: make(map[uint64]struct{})}, nil
+		return newSubChan(ch, d), nil
+	}
+	if from.Kind == transport.KindTopic {
+		if err := s.startParts(ctx, exchange, group, prefetch); err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		if t.isClosed() {
+			t.mu.Unlock()
+			s.Close()
+			return nil, errClosed("subscribe")
+		}
+		t.subs[s] = struct{}{}
+		t.mu.Unlock()
+		return s, nil
 	}
 	s.k = newKeeper(t.m, "subscription "+s.queue, setup, func(sc *subChan, _ *amqp.Error) { sc.kill() })
 	if err := s.k.start(ctx); err != nil {
@@ -143,6 +193,9 @@ func (s *subscription) isClosed() bool {
 func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Message, error) {
 	if max < 1 {
 		max = 1
+	}
+	if s.parts != nil {
+		return s.receiveParts(ctx, max)
 	}
 	for {
 		if s.isClosed() {
@@ -206,9 +259,9 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 
 func (s *subscription) add(out []*transport.Message, sc *subChan, d *amqp.Delivery) []*transport.Message {
 	sc.mu.Lock()
-	if sc.dead {
+	if sc.dead || sc.releasing {
 		sc.mu.Unlock()
-		return out // its channel is gone: the broker redelivers it
+		return out // its channel is (about to be) gone: the broker redelivers it
 	}
 	sc.unacked[d.DeliveryTag] = struct{}{}
 	sc.mu.Unlock()
@@ -235,13 +288,19 @@ func (s *subscription) settle(ids []any, ack bool) error {
 		}
 		sc := ref.sc
 		sc.mu.Lock()
-		_, live := sc.unacked[ref.tag]
-		if live {
-			delete(sc.unacked, ref.tag)
-		}
+		live := sc.forget(ref.tag)
 		sc.mu.Unlock()
 		if !live {
 			continue // settled already, or its channel closed
+		}
+		if !ack && s.parts != nil {
+			// A partition's released deliveries stay with this consumer
+			// until its channel closes (Close, or the balancer's
+			// release), which returns them all at once, in order, and
+			// lets the next member take the partition. A basic.nack
+			// would requeue each at once, behind or ahead of others, and
+			// the broker would hand it straight back to this consumer.
+			continue
 		}
 		var err error
 		if ack {
@@ -273,8 +332,7 @@ func (s *subscription) ackBatch(ids []any) error {
 		sc.mu.Lock()
 		live := tags[:0]
 		for _, t := range tags {
-			if _, ok := sc.unacked[t]; ok {
-				delete(sc.unacked, t)
+			if sc.forget(t) {
 				live = append(live, t)
 			}
 		}
@@ -329,7 +387,19 @@ func (s *subscription) Nack(_ context.Context, ids []any) error { return s.settl
 func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
-		s.k.stop()
+		if s.parts != nil {
+			s.fwd.Wait()
+			for _, p := range s.parts {
+				if p.k != nil {
+					p.k.stop()
+				}
+			}
+			if s.presence != nil {
+				s.presence.stop()
+			}
+		} else {
+			s.k.stop()
+		}
 		s.t.mu.Lock()
 		delete(s.t.subs, s)
 		s.t.mu.Unlock()

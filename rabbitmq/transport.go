@@ -325,8 +325,8 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 			}
 		}
 		om := &outMsg{exchange: exchange, key: key, mandatory: mandatory, pub: pub, dest: to}
-		if to.Kind == transport.KindTopic && len(m.Key) <= maxShortStr {
-			om.key = m.Key
+		if to.Kind == transport.KindTopic {
+			om.key = topicRoutingKey(m.Key, m.ID) // "<partition>.<key>": see partitions.go
 		}
 		if n := len(runs); n > 0 && runs[n-1].p == p {
 			runs[n-1].msgs = append(runs[n-1].msgs, om)

@@ -123,8 +123,8 @@ func openRabbit(url string) opener {
 		// Delete what the adapter declared for the topic (or service) once
 		// the client is closed; some of these do not exist: best effort.
 		cleanup := func(b string) error {
-			qs := []string{tr.GroupQueueName(b, "g"), tr.QueueName(messaging.DeadLetterQueue(b, "g")),
-				tr.QueueName(b + ".rpc"), tr.QueueName(messaging.DeadLetterQueue(b+".rpc", ""))}
+			qs := append(tr.PartitionQueueNames(b, "g"), tr.MembersQueueName(b, "g"), tr.QueueName(messaging.DeadLetterQueue(b, "g")),
+				tr.QueueName(b+".rpc"), tr.QueueName(messaging.DeadLetterQueue(b+".rpc", "")))
 			_ = deleteObjects(url, qs, []string{tr.ExchangeName(b)})
 			return nil
 		}
