@@ -95,10 +95,11 @@ const (
 
 // encode encodes m for the wire, within SQS's 10 message attributes, as
 // SEMANTICS.md's SQS table says. Top-level String attributes, in this
-// order of priority: ce-specversion, ce-id, ce-source, ce-type, ce-time,
-// content-type (the HTTP binding's names), traceparent (from Headers),
-// ce-correlationid, ce-replyto, tracestate (from Headers), ce-partitionkey,
-// ce-dataversion, sb-body-encoding (when the body is empty or binary). When
+// order of priority: ce-specversion, ce-id, ce-source, ce-type (the
+// CloudEvents required attributes, named like the HTTP binding's
+// headers), content-type, traceparent and tracestate (from Headers),
+// ce-correlationid, ce-replyto, ce-time, ce-partitionkey, ce-dataversion,
+// sb-body-encoding (when the body is empty or binary). When
 // they do not all fit, or when there are other headers, the last of them
 // and the other headers travel in one JSON attribute, sb-headers
 // (sb-headers64 when a name or value is not valid UTF-8), under the same
@@ -121,18 +122,20 @@ func encode(m *transport.Message) (wireMsg, error) {
 	}
 	// Candidates for the top level, in order of priority.
 	cand := make([]wireAttr, 0, 14)
-	var ext [4]string // correlationid, replyto, partitionkey, dataversion
+	var ext [5]string // correlationid, replyto, time, partitionkey, dataversion
 	transport.EncodeAttributesFunc(m, attrPrefix, nil, func(name, v string) {
 		switch name {
 		case attrPrefix + transport.AttrCorrelationID:
 			ext[0] = v
 		case attrPrefix + transport.AttrReplyTo:
 			ext[1] = v
-		case attrPrefix + transport.AttrKey:
+		case attrPrefix + transport.AttrTime:
 			ext[2] = v
-		case attrPrefix + transport.AttrDataVersion:
+		case attrPrefix + transport.AttrKey:
 			ext[3] = v
-		default:
+		case attrPrefix + transport.AttrDataVersion:
+			ext[4] = v
+		default: // specversion, id, source, type, content-type
 			cand = append(cand, wireAttr{name, v})
 		}
 	})
@@ -151,11 +154,12 @@ func encode(m *transport.Message) (wireMsg, error) {
 		}
 	}
 	trace(hdrTraceparent)
+	trace(hdrTracestate)
 	ext1(0, transport.AttrCorrelationID)
 	ext1(1, transport.AttrReplyTo)
-	trace(hdrTracestate)
-	ext1(2, transport.AttrKey)
-	ext1(3, transport.AttrDataVersion)
+	ext1(2, transport.AttrTime)
+	ext1(3, transport.AttrKey)
+	ext1(4, transport.AttrDataVersion)
 	for k, v := range m.Headers {
 		if k != hdrTraceparent && k != hdrTracestate {
 			pack(k, v)

@@ -91,11 +91,11 @@
 //
 // SQS delivers at most 10 message attributes per message. Top-level String
 // attributes are written in this order of priority: ce-specversion, ce-id,
-// ce-source, ce-type, ce-time, content-type (named like the CloudEvents
-// HTTP binding's headers, so a CloudEvents HTTP reader decodes them),
-// traceparent (where the OpenTelemetry SQS propagators look),
-// ce-correlationid, ce-replyto, tracestate, ce-partitionkey,
-// ce-dataversion, sb-body-encoding. Other headers, and whatever of that
+// ce-source, ce-type, content-type (named like the CloudEvents HTTP
+// binding's headers, so a CloudEvents HTTP reader decodes them),
+// traceparent and tracestate (where the OpenTelemetry SQS propagators
+// look), ce-correlationid, ce-replyto (what a responder needs), ce-time,
+// ce-partitionkey, ce-dataversion, sb-body-encoding. Other headers, and whatever of that
 // list does not fit, travel in the one sb-headers attribute, a JSON
 // object, under the same names. When a header name or value is not valid
 // UTF-8, or when it is shorter, that attribute is "sb-headers64": a JSON
