@@ -66,22 +66,29 @@
 //	                       "partitionkey" attribute, which is why ce_partitionkey
 //	                       is not written
 //	Message.ID             header ce_id
-//	Message.Type           header ce_type
+//	Message.Source         header ce_source (the client's source when empty)
+//	Message.Type           header ce_type ("switchboard.message" when empty,
+//	                       read back as empty)
 //	Message.Time           header ce_time (RFC 3339, nanoseconds) and the record
 //	                       timestamp (milliseconds)
 //	Message.Version        header ce_dataversion
 //	Message.CorrelationID  header ce_correlationid
 //	Message.ReplyTo        header ce_replyto
 //	Message.ContentType    header content-type
-//	(always)               headers ce_specversion=1.0, ce_source=switchboard
+//	(always)               header ce_specversion=1.0
 //	Message.Headers        one record header each, same name and value (the
 //	                       "sb-" headers of package messaging included)
 //
-// Records from other producers (kcat, Java, librdkafka) are accepted: the
-// headers above are read when present; without ce_specversion the record
-// timestamp becomes Message.Time; without ce_id the ID is
-// "<kafka topic>-<partition>-<offset>". Every other header lands in
-// Message.Headers (for a repeated header name, the last value wins).
+// Records from other producers (kcat, Java, librdkafka, the CloudEvents
+// SDKs) are accepted: the headers above are read when present, ce_ and
+// content-type in any case (lower-case content-type first); without ce_time
+// the record timestamp becomes Message.Time; without ce_id the ID is
+// "<kafka topic>-<partition>-<offset>". Other ce_ headers (CloudEvents
+// extensions) land in Message.Headers under the attribute name; every other
+// header lands in Message.Headers as it is, escaped (transport.EscapeHeader)
+// when its name is reserved or its name or value is not valid UTF-8, so
+// that the message can be published again. For a repeated header name, the
+// last value wins. SEMANTICS.md, "Wire mappings", has the full table.
 //
 // # Keys and partitions
 //

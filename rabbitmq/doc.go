@@ -129,27 +129,37 @@
 //
 // # Wire mapping
 //
-// Native AMQP 0-9-1 basic properties carry what they can; the other
-// CloudEvents attributes travel as headers with the "cloudEvents:" prefix
-// (the CloudEvents AMQP binding's prefix), following transport's
-// EncodeAttributes/DecodeAttributes:
+// The CloudEvents AMQP protocol binding, binary mode (SEMANTICS.md,
+// "Wire mappings", has the full table): every CloudEvents attribute but
+// datacontenttype is an application property with the preferred prefix
+// "cloudEvents_" (AttrPrefix); both "cloudEvents_" and "cloudEvents:"
+// (AttrPrefixColon) are read, in any case. datacontenttype is the
+// content-type property. The native properties message-id, type,
+// correlation-id, reply-to and timestamp are set too, for AMQP clients
+// that do not speak CloudEvents; on receipt the CloudEvents properties win.
 //
 //	Message field   AMQP
-//	ID              message-id property           (header cloudEvents:id if > 255 bytes)
-//	ContentType     content-type property         (header content-type if > 255 bytes)
-//	Type            type property                 (header cloudEvents:type if > 255 bytes)
-//	CorrelationID   correlation-id property       (header cloudEvents:correlationid if > 255 bytes)
-//	ReplyTo         reply-to property             (header cloudEvents:replyto if > 255 bytes)
-//	Time            header cloudEvents:time (RFC 3339, nanoseconds), and the
-//	                timestamp property (seconds) for other clients; on receipt
-//	                the header wins, else the timestamp property is used
-//	Version         header cloudEvents:dataversion
-//	Key             header cloudEvents:partitionkey (and the routing key on topics)
-//	Headers         headers table, string values ("sb-" headers included);
-//	                on receipt, values of other AMQP types (from other
-//	                clients) are rendered as strings
+//	ID              cloudEvents_id, and the message-id property (up to 255 bytes);
+//	                read: cloudEvents_id, else message-id, else empty
+//	Source          cloudEvents_source (the client's source when empty)
+//	Type            cloudEvents_type ("switchboard.message" when empty, read
+//	                back as empty), and the type property when set
+//	ContentType     content-type property (over 255 bytes: application
+//	                property content-type)
+//	CorrelationID   cloudEvents_correlationid, and the correlation-id property
+//	ReplyTo         cloudEvents_replyto, and the reply-to property
+//	Time            cloudEvents_time (RFC 3339, nanoseconds), and the
+//	                timestamp property (seconds); read: cloudEvents_time,
+//	                else timestamp
+//	Version         cloudEvents_dataversion
+//	Key             cloudEvents_partitionkey (and the routing key on topics)
+//	Headers         application properties, string values ("sb-" headers
+//	                included); on receipt, values of other AMQP types are
+//	                rendered as strings, other cloudEvents_ extensions become
+//	                headers, and reserved or non-UTF-8 ones arrive escaped
+//	                (transport.EscapeHeader)
 //	Body            body, unchanged (binary, may be empty)
-//	(always)        headers cloudEvents:specversion "1.0", cloudEvents:source "switchboard"
+//	(always)        cloudEvents_specversion "1.0"
 //	(always)        delivery-mode 2 (persistent) to topics and queues, 1 to replies
 //	DeliveryCount   x-delivery-count header + 1 (quorum queues); the header is
 //	                removed from Headers

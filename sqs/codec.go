@@ -95,16 +95,16 @@ const (
 
 // encode encodes m for the wire, within SQS's 10 message attributes, as
 // SEMANTICS.md's SQS table says. Top-level String attributes, in this
-// order of priority: ce-specversion, ce-id, ce-source, ce-type, ce-time,
-// content-type (the HTTP binding's names), traceparent and tracestate
-// (from Headers), sb-body-encoding (when the body is empty or binary),
-// then the extension attributes ce-dataversion, ce-partitionkey,
-// ce-correlationid, ce-replyto as far as they fit. The other headers, and
-// the extension attributes that do not fit (under their ce- names), travel
-// in one JSON attribute, sb-headers (sb-headers64 when a name or value is
-// not valid UTF-8). An attribute value that is not service-safe text
-// travels base64 under its name + "-b64"; a trace header that is not is
-// packed instead.
+// order of priority: ce-specversion, ce-id, ce-source, ce-type (the
+// CloudEvents required attributes, named like the HTTP binding's
+// headers), content-type, traceparent and tracestate (from Headers),
+// ce-correlationid, ce-replyto, ce-time, ce-partitionkey, ce-dataversion,
+// sb-body-encoding (when the body is empty or binary). When
+// they do not all fit, or when there are other headers, the last of them
+// and the other headers travel in one JSON attribute, sb-headers
+// (sb-headers64 when a name or value is not valid UTF-8), under the same
+// names. An attribute value that is not service-safe text travels base64
+// under its name + "-b64"; a trace header that is not is packed instead.
 func encode(m *transport.Message) (wireMsg, error) {
 	var w wireMsg
 	var packed map[string]string
@@ -120,25 +120,46 @@ func encode(m *transport.Message) (wireMsg, error) {
 		}
 		return wireAttr{name + attrSuffixB64, base64.StdEncoding.EncodeToString([]byte(v))}
 	}
-	var ext []wireAttr
+	// Candidates for the top level, in order of priority.
+	cand := make([]wireAttr, 0, 14)
+	var ext [5]string // correlationid, replyto, time, partitionkey, dataversion
 	transport.EncodeAttributesFunc(m, attrPrefix, nil, func(name, v string) {
 		switch name {
-		case attrPrefix + transport.AttrDataVersion, attrPrefix + transport.AttrKey,
-			attrPrefix + transport.AttrCorrelationID, attrPrefix + transport.AttrReplyTo:
-			ext = append(ext, wireAttr{name, v})
-		default:
-			w.attrs = append(w.attrs, attr(name, v))
+		case attrPrefix + transport.AttrCorrelationID:
+			ext[0] = v
+		case attrPrefix + transport.AttrReplyTo:
+			ext[1] = v
+		case attrPrefix + transport.AttrTime:
+			ext[2] = v
+		case attrPrefix + transport.AttrKey:
+			ext[3] = v
+		case attrPrefix + transport.AttrDataVersion:
+			ext[4] = v
+		default: // specversion, id, source, type, content-type
+			cand = append(cand, wireAttr{name, v})
 		}
 	})
-	for _, h := range [...]string{hdrTraceparent, hdrTracestate} {
+	trace := func(h string) {
 		if v, ok := m.Headers[h]; ok {
 			if v != "" && textSafe([]byte(v)) {
-				w.attrs = append(w.attrs, wireAttr{h, v})
+				cand = append(cand, wireAttr{h, v})
 			} else {
 				pack(h, v)
 			}
 		}
 	}
+	ext1 := func(i int, attr string) {
+		if ext[i] != "" {
+			cand = append(cand, wireAttr{attrPrefix + attr, ext[i]})
+		}
+	}
+	trace(hdrTraceparent)
+	trace(hdrTracestate)
+	ext1(0, transport.AttrCorrelationID)
+	ext1(1, transport.AttrReplyTo)
+	ext1(2, transport.AttrTime)
+	ext1(3, transport.AttrKey)
+	ext1(4, transport.AttrDataVersion)
 	for k, v := range m.Headers {
 		if k != hdrTraceparent && k != hdrTracestate {
 			pack(k, v)
@@ -147,18 +168,18 @@ func encode(m *transport.Message) (wireMsg, error) {
 	switch {
 	case len(m.Body) == 0:
 		w.body = emptyBodyMarker
-		w.attrs = append(w.attrs, wireAttr{attrBodyEnc, bodyEncEmpty})
+		cand = append(cand, wireAttr{attrBodyEnc, bodyEncEmpty})
 	case textSafe(m.Body):
 		w.body = string(m.Body)
 	default:
 		w.body = base64.StdEncoding.EncodeToString(m.Body)
-		w.attrs = append(w.attrs, wireAttr{attrBodyEnc, bodyEncBase64})
+		cand = append(cand, wireAttr{attrBodyEnc, bodyEncBase64})
 	}
-	free := maxAttrs - len(w.attrs)
-	if len(packed) > 0 || len(ext) > free {
+	free := maxAttrs
+	if len(packed) > 0 || len(cand) > free {
 		free-- // the packed attribute's slot
 	}
-	for i, x := range ext {
+	for i, x := range cand {
 		if i < free {
 			w.attrs = append(w.attrs, attr(x.name, x.value))
 		} else {
@@ -327,6 +348,10 @@ func decode(body string, attrs map[string]string) (*transport.Message, error) {
 		wire[name] = v
 	}
 	for k, v := range hdrs {
+		if k == attrBodyEnc {
+			enc = v // packed when the top level was full
+			continue
+		}
 		if _, top := wire[k]; !top {
 			wire[k] = v
 		}

@@ -73,27 +73,37 @@
 // message attributes, CloudEvents-style with the "ce-" prefix, empty
 // fields omitted:
 //
+//	(always)              ce-specversion: 1.0
 //	Message.ID            ce-id
-//	Message.Type          ce-type
+//	Message.Source        ce-source (the client's source when empty)
+//	Message.Type          ce-type ("switchboard.message" when empty)
 //	Message.Time          ce-time (RFC 3339, nanoseconds, UTC)
 //	Message.Version       ce-dataversion
 //	Message.Key           ce-partitionkey (also MessageGroupId in FIFO mode)
 //	Message.CorrelationID ce-correlationid
 //	Message.ReplyTo       ce-replyto (an inbox queue URL)
 //	Message.ContentType   content-type
-//	Message.Headers       sb-headers: one JSON object of every header
+//	Headers traceparent,  top-level attributes of the same names
+//	tracestate
+//	Message.Headers       sb-headers: one JSON object of the other headers
 //	                      (reserved "sb-" headers included), non-ASCII \u-escaped
 //	(body encoding)       sb-body-encoding: "base64" or "empty", absent for text
 //	Message.DeliveryCount the ApproximateReceiveCount system attribute
 //
-// SQS delivers at most 10 message attributes per message, so headers are
-// never attributes of their own: all of them travel in the one sb-headers
-// attribute, whatever their number (at most 10 attributes in all). When a
-// header name or value is not valid UTF-8, or when it is shorter, the
-// headers travel as "sb-headers64": a JSON object whose names and values
-// are base64. An envelope value that is not service-safe text (see below)
-// travels base64 under its name plus "-b64" (for example "ce-type-b64").
-// ce-specversion and ce-source are not sent (they are constant).
+// SQS delivers at most 10 message attributes per message. Top-level String
+// attributes are written in this order of priority: ce-specversion, ce-id,
+// ce-source, ce-type, content-type (named like the CloudEvents HTTP
+// binding's headers, so a CloudEvents HTTP reader decodes them),
+// traceparent and tracestate (where the OpenTelemetry SQS propagators
+// look), ce-correlationid, ce-replyto (what a responder needs), ce-time,
+// ce-partitionkey, ce-dataversion, sb-body-encoding. Other headers, and whatever of that
+// list does not fit, travel in the one sb-headers attribute, a JSON
+// object, under the same names. When a header name or value is not valid
+// UTF-8, or when it is shorter, that attribute is "sb-headers64": a JSON
+// object whose names and values are base64. An envelope value that is not
+// service-safe text (see below) travels base64 under its name plus "-b64"
+// (for example "ce-type-b64"). SEMANTICS.md, "Wire mappings", has the full
+// table.
 //
 // Bodies must be valid Unicode text: a body that is not valid UTF-8, or
 // holds a character the service rejects (controls other than tab, LF and
@@ -105,7 +115,9 @@
 //
 // Messages from other producers: attributes that are not the ones above
 // become headers (String and Number values as they are, Binary values as
-// their bytes); a message without ce-id gets the SQS MessageId as ID. So
+// their bytes, escaped by transport.EscapeHeader when they are not valid
+// UTF-8); ce- names are read in any case; a message without ce-id gets the
+// SQS MessageId as ID. So
 // `aws sqs send-message --message-attributes '{"ce-id":...,"tenant":...}'`
 // arrives with ID and a "tenant" header, and `aws sqs receive-message
 // --message-attribute-names All` shows the attributes above.

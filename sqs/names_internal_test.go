@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -53,6 +54,10 @@ func TestCodecRoundTrip(t *testing.T) {
 		{ID: "2", Body: []byte{}},
 		{ID: "3", Body: []byte{0, 1, 0xff}, Headers: map[string]string{"a": "\xff", "\xfe": "b"}},
 		{ID: "4 😀", Type: "t\x01", Key: "k", Body: []byte("text 😀"), Headers: map[string]string{"é": strings.Repeat("é", 100), "ctl": "\x00\x1f"}},
+		{ID: "6", Source: "urn:s", Type: "t", Key: "k", Version: "2", CorrelationID: "c", ReplyTo: "r", ContentType: "application/octet-stream",
+			Time: time.Unix(1, 2), Body: []byte{0, 0xff}, Headers: map[string]string{"traceparent": "00-a-b-01", "tracestate": "x=1", "h": "v"}},
+		{ID: "7", Source: "urn:s", Type: "t", Key: "k", Version: "2", CorrelationID: "c", ReplyTo: "r", ContentType: "text/plain",
+			Time: time.Unix(1, 2), Body: []byte{}, Headers: map[string]string{"traceparent": "00-a-b-01", "tracestate": "x=1"}},
 		{ID: "5", Body: []byte("plain text\r\n\t"), Headers: map[string]string{"x": `"quoted" \ back`}, ContentType: "text/plain", ReplyTo: "http://q/1", CorrelationID: "c", Version: "3"},
 	}
 	for _, m := range cases {
@@ -88,7 +93,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 		if got.ID != m.ID || got.Type != m.Type || got.Key != m.Key || !bytes.Equal(got.Body, m.Body) ||
 			!maps.Equal(got.Headers, want) || got.ContentType != m.ContentType || got.ReplyTo != m.ReplyTo ||
-			got.CorrelationID != m.CorrelationID || got.Version != m.Version {
+			got.CorrelationID != m.CorrelationID || got.Version != m.Version || (m.Source != "" && got.Source != m.Source) ||
+			!got.Time.Equal(m.Time) {
 			t.Fatalf("round trip:\nwant %+v\n got %+v", m, got)
 		}
 		if w.size > 4*m.Size()/3+wireHeadroom {
