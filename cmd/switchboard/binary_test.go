@@ -344,3 +344,4 @@ func checkLayersOnce(t *testing.T, text string, layers ...string) {
 		}
 	}
 }
+
