@@ -344,4 +344,3 @@ func checkLayersOnce(t *testing.T, text string, layers ...string) {
 		}
 	}
 }
-
