@@ -299,7 +299,10 @@ func runEnv(ctx context.Context, e *env, args []string) int {
 	err = runFn(ctx, e, pos)
 	code := exitCode(err)
 	if err != nil {
-		msg := redactText(err.Error(), rawURL)
+		// The line starts with "switchboard COMMAND:": a leading
+		// "switchboard: " of the SDK's errors would name the same layer
+		// twice.
+		msg := strings.TrimPrefix(redactText(err.Error(), rawURL), "switchboard: ")
 		fmt.Fprintf(e.stderr, "switchboard %s: %s\n", c.name, msg)
 		if code == exitUsage {
 			fmt.Fprintf(e.stderr, "Run 'switchboard %s --help' for usage.\n", c.name)

@@ -17,23 +17,28 @@ import (
 	"github.com/google/uuid"
 )
 
-// readmeSession returns the README's shell block marked
-// <!-- readme-session -->.
-func readmeSession(t *testing.T) string {
+// readmeBlock returns the README's shell block marked <!-- NAME -->.
+func readmeBlock(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(b), "<!-- readme-session -->\n```sh\n")
+	_, rest, ok := strings.Cut(string(b), "<!-- "+name+" -->\n```sh\n")
 	if !ok {
-		t.Fatal("README.md has no <!-- readme-session --> shell block")
+		t.Fatalf("README.md has no <!-- %s --> shell block", name)
 	}
 	block, _, ok := strings.Cut(rest, "```")
 	if !ok {
-		t.Fatal("the README's session block is not closed")
+		t.Fatalf("the README's %s block is not closed", name)
 	}
 	return block
+}
+
+// readmeSession returns the README's CLI session and the commands that
+// follow it, as one script.
+func readmeSession(t *testing.T) string {
+	return readmeBlock(t, "readme-session") + readmeBlock(t, "readme-more")
 }
 
 // runSession runs the README's session with bash in a temporary
@@ -54,7 +59,10 @@ func runSession(t *testing.T, env []string, amqpURL string) string {
 		script = strings.TrimPrefix(script, export)
 	}
 	sfx := "-" + uuid.NewString()[:8]
-	script = regexp.MustCompile(`\b(orders|prices)\b`).ReplaceAllString(script, "${1}"+sfx)
+	script = regexp.MustCompile(`\b(orders|prices|mailer|quotes)\b`).ReplaceAllString(script, "${1}"+sfx)
+	// Every command must succeed (the README marks the expected failure
+	// with ||).
+	script = "set -e\n" + script
 	script = strings.ReplaceAll(script, "./bin/switchboard", buildCLI(t))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -72,10 +80,14 @@ func runSession(t *testing.T, env []string, amqpURL string) string {
 		t.Fatalf("the README session: %v\n%s", err, out.String())
 	}
 	got := out.String()
+	t.Logf("the README session's output:\n%s", got)
 	for _, want := range []string{
 		"header:        tenant: acme", `{"id":1}`, // the subscriber got the message
-		"exit 4", // nobody served prices yet
-		"BOOK",   // the echo service, through tr a-z A-Z
+		"exit 4",  // nobody served prices yet
+		"BOOK",    // the echo service, through tr a-z A-Z
+		"welcome", // listen got the notification
+		"12 EUR",  // gather got the dhl group's reply
+		"msg/s",   // bench's table
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the README session's output lacks %q:\n%s", want, got)

@@ -250,7 +250,7 @@ func (p *printer) print(m *messaging.Message, dl *messaging.DeadLetter) error {
 	fmt.Fprintf(&b, "--- message %s\n", m.ID)
 	field := func(name, value string) {
 		if value != "" {
-			fmt.Fprintf(&b, "%-15s%s\n", name+":", value)
+			fmt.Fprintf(&b, "%-14s %s\n", name+":", value) // correlation-id: needs the 15th column
 		}
 	}
 	field("topic", m.Topic)
