@@ -266,8 +266,7 @@ func badInvalidOptions(e *env) {
 		"WithMaxInFlight(0)":       messaging.WithMaxInFlight(0),
 		"WithMaxInFlight(-1)":      messaging.WithMaxInFlight(-1),
 		"WithMaxAttempts(0)":       messaging.WithMaxAttempts(0),
-		"WithRetry(zero)":          messaging.WithRetry(messaging.RetryPolicy{}),
-		"InitialBackoff 0":         retry(func(p *messaging.RetryPolicy) { p.InitialBackoff = 0 }),
+		"MaxAttempts -1":           retry(func(p *messaging.RetryPolicy) { p.MaxAttempts = -1 }),
 		"InitialBackoff -1":        retry(func(p *messaging.RetryPolicy) { p.InitialBackoff = -time.Millisecond }),
 		"MaxBackoff < Initial":     retry(func(p *messaging.RetryPolicy) { p.MaxBackoff = p.InitialBackoff / 2 }),
 		"Multiplier 0.5":           retry(func(p *messaging.RetryPolicy) { p.Multiplier = 0.5 }),
@@ -285,6 +284,19 @@ func badInvalidOptions(e *env) {
 		e.mustErr("Serve with "+what, err, messaging.ErrInvalid)
 		err = e.noPanic("Respond", func() error { _, err := c.Respond(e.ctx, e.name("t"), e.name("g"), echo, o); return err })
 		e.mustErr("Respond with "+what, err, messaging.ErrInvalid)
+	}
+	// Zero fields of a RetryPolicy take the defaults (R44).
+	for what, p := range map[string]messaging.RetryPolicy{
+		"WithRetry(zero)":                 {},
+		"WithRetry({MaxAttempts: 3})":     {MaxAttempts: 3},
+		"WithRetry({InitialBackoff: 1m})": {InitialBackoff: time.Minute},
+	} {
+		s, err := c.Subscribe(e.ctx, e.name("t"), e.name("z"), h, messaging.WithRetry(p))
+		if err != nil {
+			e.Errorf("Subscribe with %s: %v; zero fields take the defaults", what, err)
+			continue
+		}
+		s.Close()
 	}
 	gatherOpts := map[string]messaging.GatherOption{
 		"WantReplies(-1)":    messaging.WantReplies(-1),

@@ -13,17 +13,25 @@ import (
 // called again before its message is dead-lettered. The waits grow
 // exponentially from InitialBackoff by Multiplier up to MaxBackoff, each
 // randomised by ±Jitter.
+//
+// Given to WithRetry, a zero MaxAttempts, InitialBackoff, MaxBackoff or
+// Multiplier takes DefaultRetryPolicy's value (MaxBackoff at least
+// InitialBackoff), so RetryPolicy{MaxAttempts: 3} is the default policy
+// with 3 attempts; a zero Jitter means no jitter. Negative values and the
+// contradictions below are ErrInvalid.
 type RetryPolicy struct {
 	// MaxAttempts is the number of handler calls a message gets, the
-	// first included, before it is dead-lettered. At least 1.
+	// first included, before it is dead-lettered. At least 1; 0 means 5.
 	MaxAttempts int
-	// InitialBackoff is the wait before the first retry. Positive.
+	// InitialBackoff is the wait before the first retry. Positive; 0
+	// means 100ms.
 	InitialBackoff time.Duration
-	// MaxBackoff caps the wait between retries. At least InitialBackoff.
+	// MaxBackoff caps the wait between retries. At least InitialBackoff;
+	// 0 means 10s (or InitialBackoff, if longer).
 	MaxBackoff time.Duration
-	// Multiplier grows the wait after each retry. At least 1.
+	// Multiplier grows the wait after each retry. At least 1; 0 means 2.
 	Multiplier float64
-	// Jitter randomises each wait by up to this fraction, 0 to 1.
+	// Jitter randomises each wait by up to this fraction, 0 (none) to 1.
 	Jitter float64
 }
 
@@ -117,9 +125,10 @@ type subOptions struct {
 	middleware  []Middleware
 }
 
-// WithRetry sets the retry policy of the subscription's handler.
+// WithRetry sets the retry policy of the subscription's handler; zero
+// fields take DefaultRetryPolicy's values (see RetryPolicy).
 func WithRetry(p RetryPolicy) SubscribeOption {
-	return func(o *subOptions) { o.retry = p }
+	return func(o *subOptions) { o.retry = p.withDefaults() }
 }
 
 // WithMaxAttempts sets RetryPolicy.MaxAttempts, keeping the other fields.

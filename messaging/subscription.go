@@ -24,6 +24,11 @@ type Handler func(ctx context.Context, m *Message) error
 
 // Subscription consumes a consumer group, a recipient's queue or a
 // service's requests. Close it (or the Client) to stop it gracefully.
+//
+// The context given to Subscribe, Listen, Serve or Respond bounds only the
+// call (the declaration of the group or queue), as in database/sql's
+// Conn methods: cancelling it afterwards does not stop the subscription.
+// Only Close, Shutdown and the Client's Close and Shutdown stop it.
 type Subscription struct {
 	c       *Client
 	source  string // topic, recipient or service, as the user named it
@@ -74,7 +79,9 @@ type lane struct{ queue []*transport.Message }
 // message. Every group receives every message published to the topic
 // after the group was first declared, durably: messages published while
 // no member is connected wait for the group. Members of one group share
-// the messages. Subscribe returns once the group is declared.
+// the messages. Subscribe returns once the group is declared. ctx bounds
+// that declaration only: cancelling it later does not stop the
+// subscription (see Subscription).
 func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, opts ...SubscribeOption) (*Subscription, error) {
 	if err := validName("topic", topic); err != nil {
 		return nil, err
