@@ -50,7 +50,10 @@ func (r *row) message() (*messaging.Message, error) {
 // reached; later database and broker errors are logged, recorded and
 // retried with backoff. Run it in the service (go ob.Relay(ctx)) or as
 // `switchboard outbox relay`; any number of relays may run on one table
-// (see the package documentation for order and duplicates).
+// (see the package documentation for order and duplicates). A relay
+// holds one connection of the database's pool while it runs (two on
+// PostgreSQL, where one LISTENs): size the pool (db.SetMaxOpenConns) for
+// them and the service's own transactions.
 //
 // Metrics, with WithMeterProvider (attribute outbox.table):
 // switchboard.outbox.relayed (rows the broker accepted),
