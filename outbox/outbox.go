@@ -39,7 +39,10 @@
 // owned keys' rows again in sequence order, marks them as attempted, sends
 // them (one Publish or Notify per destination, in order) and deletes them
 // once the broker accepted them. Any number of relays may run on one
-// table: a key is relayed by one relay at a time, in order. On PostgreSQL
+// table: a key is relayed by one relay at a time, in order. (Session-level
+// locks need a real session: on PostgreSQL, connect relays directly or
+// through a pooler in session mode, not PgBouncer's transaction mode.) On
+// PostgreSQL
 // a trigger notifies the relays (LISTEN/NOTIFY) when a transaction that
 // wrote rows commits; otherwise, and as a fallback, they poll
 // (WithPollInterval).

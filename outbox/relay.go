@@ -202,14 +202,22 @@ func (r *relay) round(ctx context.Context) (busy bool, err error) {
 	if err := r.execSeqs(ctx, "UPDATE "+ob.table+" SET attempts = attempts + 1 WHERE seq IN ", seqs); err != nil {
 		return false, err
 	}
+	again, first := 0, int64(0)
 	for _, rw := range rows {
 		if rw.attempts > 0 {
-			ob.m.redelivered(ctx, 1)
-			ob.o.logger.Warn("outbox: sending a row again that an earlier relay may have sent", "table", ob.table, "seq", rw.seq, "id", rw.id, "attempts", rw.attempts)
+			if again == 0 {
+				first = rw.seq
+			}
+			again++
 			if ob.o.onRedelivery != nil {
 				ob.o.onRedelivery(rw.seq, rw.id, rw.attempts)
 			}
 		}
+	}
+	if again > 0 {
+		ob.m.redelivered(ctx, again)
+		ob.o.logger.Warn("outbox: sending rows again that an earlier relay started sending (it crashed or failed): consumers may see them twice",
+			"table", ob.table, "rows", again, "first_seq", first)
 	}
 	// 5. Send, per destination in order of first appearance; delete what
 	// the broker accepted.
