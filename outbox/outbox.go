@@ -39,16 +39,21 @@
 // owned keys' rows again in sequence order, marks them as attempted, sends
 // them (one Publish or Notify per destination, in order) and deletes them
 // once the broker accepted them. Any number of relays may run on one
-// table: a key is relayed by one relay at a time, in order. On PostgreSQL
+// table: a key is relayed by one relay at a time, in order. (Session-level
+// locks need a real session: on PostgreSQL, connect relays directly or
+// through a pooler in session mode, not PgBouncer's transaction mode.) On
+// PostgreSQL
 // a trigger notifies the relays (LISTEN/NOTIFY) when a transaction that
 // wrote rows commits; otherwise, and as a fallback, they poll
 // (WithPollInterval).
 //
 // Order: rows of one key are relayed in the order of their sequence
 // numbers, which is their commit order when the transactions writing a key
-// are serialized (as they are when each updates the row of the entity the
-// key names, the usual case). Rows of one key written by concurrent
-// transactions are relayed in the order the relay finds them committed.
+// are serialized: by the application (as when each updates the row of the
+// entity the key names, the usual case) or by WithKeyLock. Otherwise rows
+// of one key written by concurrent transactions are relayed in the order
+// the relay finds them committed, and in sequence order when it finds
+// them committed together.
 // Order holds per key and destination: a send failing for one destination
 // holds back the key's later rows in that round, but not rows it already
 // sent to other destinations.
@@ -76,6 +81,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -146,6 +152,7 @@ type options struct {
 	meter        metric.MeterProvider
 	logger       *slog.Logger
 	onRedelivery func(seq int64, id string, attempts int)
+	keyLock      bool
 }
 
 // WithDialect sets the SQL dialect instead of detecting it from the
@@ -197,6 +204,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithRedeliveryHook(f func(seq int64, id string, attempts int)) Option {
 	return func(o *options) { o.onRedelivery = f }
 }
+
+// WithKeyLock makes Publish and Notify lock each key of their messages (a
+// row of the table "<table>_keys", until the transaction ends) before
+// writing them, so that transactions writing one key are serialized and
+// the key's sequence order is its commit order even when the application
+// does not serialize them itself. It costs one statement per call and a
+// wait when another open transaction wrote the same key; two transactions
+// writing two keys in opposite orders can deadlock (the database then
+// fails one of them: retry it). Off by default.
+func WithKeyLock(on bool) Option { return func(o *options) { o.keyLock = on } }
 
 // New returns an Outbox writing to db's outbox table and relaying through
 // client, which also sets the limits messages are checked against. It
@@ -292,7 +309,7 @@ func (ob *Outbox) Migrate(ctx context.Context) error {
 // Drop drops the outbox's tables (and trigger and function). For tests and
 // tear-down; the rows in them are lost.
 func (ob *Outbox) Drop(ctx context.Context) error {
-	stmts := []string{"DROP TABLE IF EXISTS " + ob.table, "DROP TABLE IF EXISTS " + ob.dead}
+	stmts := []string{"DROP TABLE IF EXISTS " + ob.table, "DROP TABLE IF EXISTS " + ob.dead, "DROP TABLE IF EXISTS " + ob.table + "_keys"}
 	if ob.d == Postgres {
 		stmts = append(stmts, "DROP FUNCTION IF EXISTS "+ob.table+"_notify()")
 	}
@@ -357,6 +374,11 @@ func (ob *Outbox) write(ctx context.Context, tx *sql.Tx, kind, dest string, msgs
 		}
 		args = append(args, kind, dest)
 		args = append(args, row...)
+	}
+	if ob.o.keyLock {
+		if err := ob.lockKeys(ctx, tx, msgs); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, ob.insertStmt(len(msgs)), args...); err != nil {
 		if sqldb.IsMissingTable(err) {
@@ -435,4 +457,43 @@ func (ob *Outbox) buildInsert(n int) string {
 		b.WriteByte(')')
 	}
 	return b.String()
+}
+
+// lockKeys locks the rows of msgs' keys in the keys table within tx, in
+// sorted order, creating them when missing.
+func (ob *Outbox) lockKeys(ctx context.Context, tx *sql.Tx, msgs []*messaging.Message) error {
+	var keys []string
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if m.Key != "" && !seen[m.Key] {
+			seen[m.Key] = true
+			keys = append(keys, m.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + ob.table + "_keys (msg_key) VALUES ")
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(" + ob.d.P(i+1) + ")")
+		args[i] = []byte(k)
+	}
+	if ob.d == Postgres {
+		b.WriteString(" ON CONFLICT (msg_key) DO UPDATE SET msg_key = EXCLUDED.msg_key")
+	} else {
+		b.WriteString(" ON DUPLICATE KEY UPDATE msg_key = VALUES(msg_key)")
+	}
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		if sqldb.IsMissingTable(err) {
+			return fmt.Errorf("%w: %s_keys: %w", ErrMissingTable, ob.table, err)
+		}
+		return fmt.Errorf("outbox: lock keys in %s_keys: %w", ob.table, err)
+	}
+	return nil
 }

@@ -191,6 +191,9 @@ func TestRefusedRowsMovedAside(t *testing.T) {
 // TestParallelRelays: two and four relays over 10,000 keyed rows keep
 // each key's order and lose and duplicate nothing.
 func TestParallelRelays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: 10,000 rows per run")
+	}
 	for _, relays := range []int{2, 4} {
 		t.Run(map[int]string{2: "two", 4: "four"}[relays], func(t *testing.T) {
 			outboxtest.Each(t, func(t *testing.T, db *outboxtest.DB) {

@@ -50,7 +50,10 @@ func (r *row) message() (*messaging.Message, error) {
 // reached; later database and broker errors are logged, recorded and
 // retried with backoff. Run it in the service (go ob.Relay(ctx)) or as
 // `switchboard outbox relay`; any number of relays may run on one table
-// (see the package documentation for order and duplicates).
+// (see the package documentation for order and duplicates). A relay
+// holds one connection of the database's pool while it runs (two on
+// PostgreSQL, where one LISTENs): size the pool (db.SetMaxOpenConns) for
+// them and the service's own transactions.
 //
 // Metrics, with WithMeterProvider (attribute outbox.table):
 // switchboard.outbox.relayed (rows the broker accepted),
@@ -199,14 +202,22 @@ func (r *relay) round(ctx context.Context) (busy bool, err error) {
 	if err := r.execSeqs(ctx, "UPDATE "+ob.table+" SET attempts = attempts + 1 WHERE seq IN ", seqs); err != nil {
 		return false, err
 	}
+	again, first := 0, int64(0)
 	for _, rw := range rows {
 		if rw.attempts > 0 {
-			ob.m.redelivered(ctx, 1)
-			ob.o.logger.Warn("outbox: sending a row again that an earlier relay may have sent", "table", ob.table, "seq", rw.seq, "id", rw.id, "attempts", rw.attempts)
+			if again == 0 {
+				first = rw.seq
+			}
+			again++
 			if ob.o.onRedelivery != nil {
 				ob.o.onRedelivery(rw.seq, rw.id, rw.attempts)
 			}
 		}
+	}
+	if again > 0 {
+		ob.m.redelivered(ctx, again)
+		ob.o.logger.Warn("outbox: sending rows again that an earlier relay started sending (it crashed or failed): consumers may see them twice",
+			"table", ob.table, "rows", again, "first_seq", first)
 	}
 	// 5. Send, per destination in order of first appearance; delete what
 	// the broker accepted.

@@ -37,6 +37,9 @@ func TestTransports(t *testing.T) {
 		{"sqs", func(t *testing.T) string { return sqstest.URL(t) + "&fifo=true" }},
 	} {
 		t.Run(tr.name, func(t *testing.T) {
+			if testing.Short() && tr.name != "inmem" {
+				t.Skip("-short: in-memory only")
+			}
 			url := tr.url(t)
 			outboxtest.Each(t, func(t *testing.T, db *outboxtest.DB) { runTransport(t, db, url) })
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(consumerChild())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // newStore returns a store on a table of its own, dropped at the end.
 func newStore(t *testing.T, db *outboxtest.DB) *sqldedup.Store {

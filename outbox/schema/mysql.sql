@@ -49,3 +49,11 @@ CREATE TABLE IF NOT EXISTS switchboard_outbox_dead (
 	error          TEXT         NOT NULL,
 	failed_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+-- ;
+-- switchboard_outbox_keys serializes the transactions writing one key when
+-- the outbox is built WithKeyLock: each locks its key's row here before
+-- its rows get their sequence numbers, so a key's sequence order is its
+-- commit order. One row per key ever written that way.
+CREATE TABLE IF NOT EXISTS switchboard_outbox_keys (
+	msg_key VARBINARY(512) NOT NULL PRIMARY KEY
+) ENGINE=InnoDB

@@ -61,3 +61,11 @@ $$
 -- ;
 CREATE OR REPLACE TRIGGER switchboard_outbox_notify AFTER INSERT ON switchboard_outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION switchboard_outbox_notify()
+-- ;
+-- switchboard_outbox_keys serializes the transactions writing one key when
+-- the outbox is built WithKeyLock: each locks its key's row here before
+-- its rows get their sequence numbers, so a key's sequence order is its
+-- commit order. One row per key ever written that way.
+CREATE TABLE IF NOT EXISTS switchboard_outbox_keys (
+	msg_key BYTEA PRIMARY KEY
+)
