@@ -10,15 +10,15 @@ import (
 
 var _ transport.Pinger = (*Transport)(nil)
 
-// Ping implements transport.Pinger with one metadata request for no
-// topic, sent to a bootstrap broker that answers (kafka-go tries them in
-// turn). Errors are marked like Open's: transport.ErrUnavailable when no
+// Ping implements transport.Pinger with one ApiVersions request, a round
+// trip to a broker of the cluster (kafka-go answers metadata requests from
+// its cache, so they would not tell). Errors are marked like Open's: transport.ErrUnavailable when no
 // broker answers, transport.ErrUnauthorized when SASL fails,
 // transport.ErrTLS when the brokers' certificate does not verify.
 func (t *Transport) Ping(ctx context.Context) error {
 	if t.isClosed() {
 		return t.errClosed()
 	}
-	_, err := t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
+	_, err := t.client.ApiVersions(ctx, &kafkago.ApiVersionsRequest{})
 	return t.wrapConn("ping", err)
 }

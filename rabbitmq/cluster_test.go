@@ -30,6 +30,7 @@ func TestCluster(t *testing.T) {
 	pki := testpki.New(t, t.TempDir())
 	ns := startCluster(t, 3, map[int]string{2: tlsConf(t, pki, nodeTLSPort)})
 	t.Run("TLS", func(t *testing.T) { testClusterTLS(t, pki) })
+	t.Run("QuorumGroupSize", func(t *testing.T) { testClusterGroupSize(t, ns) })
 	t.Run("NodeLoss", func(t *testing.T) { testClusterNodeLoss(t, ns) })
 }
 
@@ -101,6 +102,41 @@ func testClusterTLS(t *testing.T, pki *testpki.PKI) {
 		t.Errorf("wrong password: want ErrUnauthorized (and not ErrInvalid), got %v", err)
 	} else {
 		t.Logf("wrong password: %v", err)
+	}
+}
+
+// testClusterGroupSize: group queues are quorum queues with a member on
+// every node by default; quorum_initial_group_size=2 makes two members.
+func testClusterGroupSize(t *testing.T, ns *nodeSet) {
+	ctx := ctxT(t, 30*time.Second)
+	for _, tc := range []struct {
+		params string
+		want   int
+	}{{"", 3}, {"quorum_initial_group_size=2", 2}} {
+		tr, err := Open(ctx, ns.url(tc.params), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic := "sbt-gs-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		s, err := tr.Subscribe(ctx, transport.Topic(topic), "g", transport.SubscribeOptions{MaxInFlight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := tr.GroupQueueName(topic, "g")
+		members, err := ns.queueMembers(1, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members) != tc.want {
+			t.Errorf("%q: group queue members %v, want %d", tc.params, members, tc.want)
+		}
+		t.Logf("URL parameters %q: group queue %s has %d members: %v", tc.params, q, len(members), members)
+		_ = s.Close()
+		if ch, err := tr.topo.current(ctx); err == nil {
+			_, _ = ch.QueueDelete(q, false, false, false)
+			_ = ch.ExchangeDelete(topic, false, false)
+		}
+		_ = tr.Close()
 	}
 }
 

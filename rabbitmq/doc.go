@@ -11,7 +11,12 @@
 //
 // amqp://user:pass@host:port/vhost, or amqps://… for TLS (the path is the
 // virtual host, URL-escaped: %2F for "/"; an empty path or "/" is the
-// default virtual host). Query parameters:
+// default virtual host). The nodes of a cluster go in one URL, separated
+// by commas, each with its port: amqp://user:pass@h1:5672,h2:5672,h3:5672/vhost.
+// The adapter connects to the first that answers, in order; when the
+// connection is lost it tries the hosts in turn, starting with the one
+// after the lost host, and backs off (reconnect_max) after each round in
+// which none answered. Query parameters:
 //
 //	prefix=STR             prepended to every exchange and queue name (default "")
 //	prefetch=N             QoS prefetch of every subscription; default: SubscribeOptions.MaxInFlight
@@ -20,12 +25,16 @@
 //	max_message_size=N     largest Message.Size accepted, bytes (default 16 MiB)
 //	reconnect_max=DURATION cap of the reconnection backoff (default 5s)
 //	connection_name=STR    connection name shown by the broker (default "switchboard")
+//	quorum_initial_group_size=N  members (replicas) of each quorum queue declared
+//	                       (x-quorum-initial-group-size; default: the broker's, a member on every node)
 //
 // and those amqp091-go understands: heartbeat, connection_timeout,
 // channel_max, auth_mechanism, and for amqps cacertfile, certfile, keyfile,
 // server_name_indication (or Options.TLSConfig). Any other parameter, or a
 // bad value, is an error matching transport.ErrInvalid that lists the
-// accepted ones. Passwords never appear in errors or logs.
+// accepted ones. Passwords never appear in errors or logs. A broker
+// certificate that does not verify fails with an error matching
+// transport.ErrTLS, refused credentials with transport.ErrUnauthorized.
 //
 // # Topology
 //

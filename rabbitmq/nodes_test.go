@@ -3,12 +3,14 @@ package rabbitmq
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -59,16 +61,46 @@ func nodesScript(t testing.TB) string {
 
 // run runs the script with args, bounded by d.
 func (ns *nodeSet) run(d time.Duration, args ...string) error {
+	_, err := ns.output(d, args...)
+	return err
+}
+
+// output runs the script with args, bounded by d, and returns its
+// standard output.
+func (ns *nodeSet) output(d time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{ns.script}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("rabbitmq-nodes.sh %v: %w\n%s", args, err, out.Bytes())
+		return "", fmt.Errorf("rabbitmq-nodes.sh %v: %w\n%s%s", args, err, out.Bytes(), errOut.Bytes())
 	}
-	return nil
+	return out.String(), nil
+}
+
+// queueMembers returns the nodes holding a member (replica) of a quorum
+// queue, asking node i.
+func (ns *nodeSet) queueMembers(i int, queue string) ([]string, error) {
+	out, err := ns.output(time.Minute, "ctl", ns.base, ns.names[i], "list_queues", "name", "members", "--formatter", "json")
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		Name    string   `json:"name"`
+		Members []string `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		return nil, fmt.Errorf("list_queues output %q: %w", out, err)
+	}
+	for _, r := range rows {
+		if r.Name == queue {
+			sort.Strings(r.Members)
+			return r.Members, nil
+		}
+	}
+	return nil, fmt.Errorf("queue %q not listed", queue)
 }
 
 // startCluster starts n nodes sbtest1@localhost.. on ports
