@@ -15,10 +15,11 @@
 //	err = tx.Commit()                           // the message exists from here on
 //	go ob.Relay(ctx)                            // in the service, or `switchboard outbox relay`
 //
-// Databases: PostgreSQL 14 or later (driver github.com/jackc/pgx/v5/stdlib
-// or github.com/lib/pq) and MySQL 8.0 or later or MariaDB 10.6 or later
-// (driver github.com/go-sql-driver/mysql), detected from the driver or set
-// with WithDialect.
+// Databases: PostgreSQL 14 or later (driver github.com/jackc/pgx/v5/stdlib;
+// github.com/lib/pq works too, without LISTEN and without ErrMissingTable)
+// and MySQL 8.0 or later or MariaDB 10.6 or later (driver
+// github.com/go-sql-driver/mysql), detected from the driver or set with
+// WithDialect.
 //
 // Writing: Publish and Notify take the same messages as
 // messaging.Client.Publish and Notify and check them the same way, against
