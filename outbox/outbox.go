@@ -84,6 +84,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -134,8 +135,10 @@ type Outbox struct {
 	table  string
 	dead   string
 	o      options
-	insert map[int]string // number of messages -> INSERT statement
 	m      *metrics
+
+	mu     sync.Mutex
+	insert map[int]string // number of messages -> INSERT statement
 }
 
 // Option configures New.
@@ -434,8 +437,8 @@ func (ob *Outbox) insertStmt(n int) string {
 	if n > 64 {
 		return ob.buildInsert(n)
 	}
-	ob.m.mu.Lock()
-	defer ob.m.mu.Unlock()
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
 	s, ok := ob.insert[n]
 	if !ok {
 		s = ob.buildInsert(n)
