@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -17,7 +16,6 @@ const instrumentation = "github.com/switchboard-go/switchboard/outbox"
 // metrics holds the outbox's instruments; without a meter provider they
 // are nil and cost nothing.
 type metrics struct {
-	mu    sync.Mutex // also guards Outbox.insert
 	attrs metric.MeasurementOption
 
 	relayedC, failedC, redeliveredC, sendErrorsC metric.Int64Counter

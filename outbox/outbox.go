@@ -15,10 +15,11 @@
 //	err = tx.Commit()                           // the message exists from here on
 //	go ob.Relay(ctx)                            // in the service, or `switchboard outbox relay`
 //
-// Databases: PostgreSQL 14 or later (driver github.com/jackc/pgx/v5/stdlib
-// or github.com/lib/pq) and MySQL 8.0 or later or MariaDB 10.6 or later
-// (driver github.com/go-sql-driver/mysql), detected from the driver or set
-// with WithDialect.
+// Databases: PostgreSQL 14 or later (driver github.com/jackc/pgx/v5/stdlib;
+// github.com/lib/pq works too, without LISTEN and without ErrMissingTable)
+// and MySQL 8.0 or later or MariaDB 10.6 or later (driver
+// github.com/go-sql-driver/mysql), detected from the driver or set with
+// WithDialect.
 //
 // Writing: Publish and Notify take the same messages as
 // messaging.Client.Publish and Notify and check them the same way, against
@@ -83,6 +84,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -133,8 +135,10 @@ type Outbox struct {
 	table  string
 	dead   string
 	o      options
-	insert map[int]string // number of messages -> INSERT statement
 	m      *metrics
+
+	mu     sync.Mutex
+	insert map[int]string // number of messages -> INSERT statement
 }
 
 // Option configures New.
@@ -433,8 +437,8 @@ func (ob *Outbox) insertStmt(n int) string {
 	if n > 64 {
 		return ob.buildInsert(n)
 	}
-	ob.m.mu.Lock()
-	defer ob.m.mu.Unlock()
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
 	s, ok := ob.insert[n]
 	if !ok {
 		s = ob.buildInsert(n)

@@ -188,8 +188,9 @@ func TestRefusedRowsMovedAside(t *testing.T) {
 	})
 }
 
-// TestParallelRelays: two and four relays over 10,000 keyed rows keep
-// each key's order and lose and duplicate nothing.
+// TestParallelRelays: two and four relays over 10,000 keyed rows,
+// committed while they run, keep each key's order and lose and duplicate
+// nothing.
 func TestParallelRelays(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: 10,000 rows per run")
@@ -209,7 +210,6 @@ func TestParallelRelays(t *testing.T) {
 				if _, err := c.Subscribe(ctx, "orders", "billing", got.handler, messaging.WithMaxInFlight(256)); err != nil {
 					t.Fatal(err)
 				}
-				ids := writeKeyed(t, ctx, db.DB, ob, "orders", 10000, 50, 500)
 				var perRelay []*atomic.Int64
 				var obs []*outbox.Outbox
 				for range relays {
@@ -220,8 +220,10 @@ func TestParallelRelays(t *testing.T) {
 						t.Errorf("row %d (%s) redelivered without a crash", seq, id)
 					})))
 				}
+				// The relays start first: rows are committed while they run.
 				start := time.Now()
 				startRelays(t, ctx, obs...)
+				ids := writeKeyed(t, ctx, db.DB, ob, "orders", 10000, 50, 500)
 				got.waitIDs(t, ctx, ids)
 				waitEmpty(t, ctx, ob)
 				msgs := got.snapshot()

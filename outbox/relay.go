@@ -368,7 +368,6 @@ func (r *relay) lockCall(ctx context.Context, fn string, names []string) ([]bool
 	if !rs.Next() {
 		return nil, fmt.Errorf("outbox: %s: no result: %w", fn, rs.Err())
 	}
-	vals := make([]sql.NullInt64, len(names))
 	ptrs := make([]any, len(names))
 	if r.ob.d == Postgres {
 		bools := make([]sql.NullBool, len(names))
@@ -382,6 +381,7 @@ func (r *relay) lockCall(ctx context.Context, fn string, names []string) ([]bool
 			out[i] = bools[i].Valid && bools[i].Bool
 		}
 	} else {
+		vals := make([]sql.NullInt64, len(names))
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}
