@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,8 +65,8 @@ func (o *orderLedger) consume(ctx context.Context, t *testing.T, s transport.Sub
 // cluster, bootstraps from all three, and while publishing (acks=all) and
 // consuming with two group members: moves every partition's leadership,
 // removes the first bootstrap broker (which leads partitions and may
-// coordinate the group), moves the group coordinators, and shuffles the
-// leaders again. Every acknowledged message must be consumed, per-key order
+// coordinate the group), moves the group coordinators, shuffles the
+// leaders again, and brings the removed broker back on its port. Every acknowledged message must be consumed, per-key order
 // must hold, and duplicates and recovery times are reported.
 func TestMultiBrokerLeaderChangesAndBrokerLoss(t *testing.T) {
 	c, brokers := faultCluster(t, kfake.NumBrokers(3))
@@ -160,9 +161,18 @@ func TestMultiBrokerLeaderChangesAndBrokerLoss(t *testing.T) {
 	c.RehashCoordinators()
 	t.Logf("at %d acknowledged: moved the group coordinators", progress())
 
-	waitFor(2400)
+	waitFor(2200)
 	c.ShufflePartitionLeaders()
 	t.Logf("at %d acknowledged: shuffled the partition leaders", progress())
+
+	waitFor(2600)
+	_, portStr, _ := net.SplitHostPort(brokers[0])
+	port, _ := strconv.Atoi(portStr)
+	if _, _, err := c.AddNode(0, port); err != nil {
+		t.Fatalf("bring broker 0 back on port %d: %v", port, err)
+	}
+	t.Logf("at %d acknowledged: broker 0 is back on %s; leaders now %d, %d, %d",
+		progress(), brokers[0], c.LeaderFor(kt, 0), c.LeaderFor(kt, 1), c.LeaderFor(kt, 2))
 
 	<-produced
 	t.Logf("all %d acknowledged after %v", progress(), time.Since(start).Round(time.Millisecond))
@@ -182,7 +192,7 @@ func TestMultiBrokerLeaderChangesAndBrokerLoss(t *testing.T) {
 	if err := prod.(transport.Pinger).Ping(ctxT(t, 10*time.Second)); err != nil {
 		t.Errorf("ping with broker 0 gone: %v", err)
 	}
-	t.Logf("RESULT kafka 3 brokers, leader moves + broker loss + coordinator moves: %d published (acks=all), 0 lost, %d duplicates, %d failed sends retried, per-key order kept",
+	t.Logf("RESULT kafka 3 brokers, leader moves + broker loss + coordinator moves + broker back: %d published (acks=all), 0 lost, %d duplicates, %d failed sends retried, per-key order kept",
 		n, l.dups(), failures)
 	lossMu.Lock()
 	t.Logf("RESULT recovery (broker removed -> first acknowledged publish): %v", firstSend.Sub(lossAt).Round(time.Millisecond))

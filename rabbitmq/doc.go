@@ -16,7 +16,10 @@
 // The adapter connects to the first that answers, in order; when the
 // connection is lost it tries the hosts in turn, starting with the one
 // after the lost host, and backs off (reconnect_max) after each round in
-// which none answered. Query parameters:
+// which none answered. A host that drops packets instead of refusing
+// holds each attempt for connection_timeout (amqp091-go's default: 30s);
+// lower it for clusters (connection_timeout=2000, in milliseconds).
+// Query parameters:
 //
 //	prefix=STR             prepended to every exchange and queue name (default "")
 //	prefetch=N             QoS prefetch of every subscription; default: SubscribeOptions.MaxInFlight
