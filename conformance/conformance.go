@@ -85,7 +85,7 @@ type testCase struct {
 // cases lists every case, in the order they run: the base families, then
 // each later family from its own file.
 var cases = slices.Concat(baseCases, membershipCases, handoverCases, crashLoopCases,
-	brokerEventCases, wireCases, adminCases, delayCases, batchCases)
+	brokerEventCases, wireCases, adminCases, healthCases, delayCases, batchCases)
 
 // baseCases are the families of version 0.1.
 var baseCases = []testCase{
