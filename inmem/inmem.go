@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -242,18 +243,23 @@ func cmpUint(a, b uint64) int {
 func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int) ([]*entry, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.len() == 0 {
-		if err := q.wait(ctx, closed, wake); err != nil {
-			return nil, err
+	var out []*entry
+	for len(out) == 0 {
+		for q.len() == 0 {
+			if err := q.wait(ctx, closed, wake); err != nil {
+				return nil, err
+			}
 		}
+		n := min(max, q.len())
+		out = make([]*entry, 0, n)
+		for i := q.head; i < q.head+n; i++ {
+			if e := q.ready[i]; !expired(e) {
+				out = append(out, e)
+			}
+			q.ready[i] = nil
+		}
+		q.head += n
 	}
-	n := min(max, q.len())
-	out := make([]*entry, n)
-	copy(out, q.ready[q.head:q.head+n])
-	for i := q.head; i < q.head+n; i++ {
-		q.ready[i] = nil
-	}
-	q.head += n
 	if q.head > 1024 && q.head*2 > len(q.ready) {
 		q.ready = append(q.ready[:0:0], q.ready[q.head:]...)
 		q.head = 0
@@ -263,4 +269,10 @@ func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struc
 	}
 	q.broadcast() // room for blocked senders
 	return out, nil
+}
+
+// expired reports whether e's message expired (a request past its
+// deadline): it is dropped instead of delivered.
+func expired(e *entry) bool {
+	return !e.msg.Expires.IsZero() && time.Now().After(e.msg.Expires)
 }

@@ -308,6 +308,9 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 		if err != nil {
 			return err
 		}
+		if to.Kind == transport.KindQueue {
+			setExpiration(&pub, m.Expires)
+		}
 		p := t.pub
 		if m.ReplyTo != "" {
 			if ib := t.inboxFor(m.ReplyTo); ib != nil {
