@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/conformance"
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -24,12 +25,7 @@ func TestConformance(t *testing.T) {
 			})
 		},
 		Teardown: func(ctx context.Context, prefix string) error {
-			tr, err := Open(ctx, u, nil)
-			if err != nil {
-				return err
-			}
-			defer tr.Close()
-			return tr.DeleteDeclared(ctx, prefix)
+			return rabbitmqtest.DeleteDeclared(ctx, u, prefix)
 		},
 	})
 }
