@@ -17,6 +17,10 @@
 // delivery counts, redelivery of unacknowledged messages when a consumer
 // leaves. Emulated by package messaging, as on every transport: retries,
 // dead-lettering, request/reply correlation.
+//
+// Admin: the transport implements transport.Admin (delete, purge,
+// inspect and peek) and transport.ConsumerCounter, and drops a message
+// whose Expires passed (an expired request) instead of delivering it.
 package inmem
 
 import (
