@@ -277,6 +277,25 @@ func adminNoLiveResponders(e *env) {
 	if err := s.Close(); err != nil {
 		e.Fatalf("close server: %v", err)
 	}
+	if counts {
+		// The broker forgets a closed consumer asynchronously (RabbitMQ's
+		// quorum queues within moments): wait until it reports none.
+		adm := c.Admin()
+		for {
+			info, err := adm.Inspect(e.ctx, messaging.RequestQueue(svc), "")
+			if err != nil {
+				e.Fatalf("Inspect: %v", err)
+			}
+			if info.Consumers == 0 {
+				break
+			}
+			select {
+			case <-e.ctx.Done():
+				e.Fatalf("the broker still reports %d consumers of the closed server", info.Consumers)
+			case <-time.After(20 * time.Millisecond): // polling the broker's state
+			}
+		}
+	}
 	requester := e.client()
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 	defer cancel()
