@@ -83,8 +83,29 @@ func adminDeleteQueue(e *env) {
 		e.Errorf("the queue, deleted and created again, delivered %q: a message of before its deletion", got[0].Body)
 	}
 
-	// A dead-letter queue, created by the listener above.
+	// A dead-letter queue: declared by the first dead letter, not by the
+	// listener above, which never dead-lettered.
 	dlq := messaging.DeadLetterQueue(rcp, "")
+	_, err = adm.Inspect(e.ctx, dlq, "")
+	e.mustErr("Inspect of the dead-letter queue of a listener that never dead-lettered", err, messaging.ErrNotFound)
+	failing := e.name("f")
+	e.listen(c, failing, func(context.Context, *messaging.Message) error { return messaging.Permanent(errors.New("no")) })
+	e.notify(sender, failing, msg("", "dead"))
+	dlq = messaging.DeadLetterQueue(failing, "")
+	for { // polling the broker's state until the dead letter is there
+		info, err := adm.Inspect(e.ctx, dlq, "")
+		if err == nil && info.Messages > 0 {
+			break
+		}
+		if err != nil && !errors.Is(err, messaging.ErrNotFound) {
+			e.Fatalf("Inspect(%s): %v", dlq, err)
+		}
+		select {
+		case <-e.ctx.Done():
+			e.Fatalf("no dead letter in %s", dlq)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if err := adm.DeleteQueue(e.ctx, dlq); err != nil {
 		e.Errorf("DeleteQueue(%s): %v", dlq, err)
 	}

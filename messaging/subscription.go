@@ -136,9 +136,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		return nil, err
 	}
 	defer c.ops.Done()
-	if err := c.t.Declare(ctx, transport.Queue(dlq)); err != nil {
-		return nil, fmt.Errorf("switchboard: declare dead-letter queue %s: %w", dlq, err)
-	}
+	// The dead-letter queue is declared by the first dead letter
+	// (deadLetter), so that a subscription that never dead-letters
+	// leaves no empty dead-letter queue behind.
 	ts, err := c.t.Subscribe(ctx, from, group, transport.SubscribeOptions{MaxInFlight: o.maxInFlight})
 	if err != nil {
 		return nil, fmt.Errorf("switchboard: subscribe to %s: %w", from, err)
@@ -413,6 +413,13 @@ func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts i
 	for {
 		ctx, cancel := context.WithTimeout(s.handlerCtx, 30*time.Second)
 		err := s.c.transmit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl})
+		if errors.Is(err, transport.ErrNotFound) {
+			// The first dead letter of this queue (or the queue was
+			// deleted): declare it and send again.
+			if err = s.c.t.Declare(ctx, transport.Queue(s.dlq)); err == nil {
+				err = s.c.transmit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl})
+			}
+		}
 		cancel()
 		if err == nil {
 			s.c.tel.count(s.c.tel.deadLettered, s.sm, 1)
