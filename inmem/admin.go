@@ -118,3 +118,14 @@ func (c *conn) Peek(_ context.Context, a transport.Address, group string, limit 
 	}
 	return out, nil
 }
+
+var _ transport.ConsumerCounter = (*conn)(nil)
+
+// Consumers implements transport.ConsumerCounter.
+func (c *conn) Consumers(_ context.Context, queue string) (int, error) {
+	q, err := c.lookup(transport.Queue(queue), "")
+	if err != nil {
+		return 0, err
+	}
+	return int(q.consumers.Load()), nil
+}

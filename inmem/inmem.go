@@ -17,6 +17,10 @@
 // delivery counts, redelivery of unacknowledged messages when a consumer
 // leaves. Emulated by package messaging, as on every transport: retries,
 // dead-lettering, request/reply correlation.
+//
+// Admin: the transport implements transport.Admin (delete, purge,
+// inspect and peek) and transport.ConsumerCounter, and drops a message
+// whose Expires passed (an expired request) instead of delivering it.
 package inmem
 
 import (
@@ -28,6 +32,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -339,7 +344,7 @@ func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struc
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		out := q.take(max, owner)
+		out, dropped := q.take(max, owner)
 		if len(out) > 0 {
 			for _, e := range out {
 				e.count++
@@ -347,35 +352,47 @@ func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struc
 			q.broadcast() // room for blocked senders
 			return out, nil
 		}
+		if dropped > 0 {
+			q.broadcast()
+			continue // expired entries made room; look again
+		}
 		if err := q.wait(ctx, closed, wake); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// take removes up to max entries for owner from the ready list; called
-// with q.mu held.
-func (q *queue) take(max int, owner any) []*entry {
+// take removes up to max entries for owner from the ready list, and
+// drops the expired entries it passes (requests past their deadline);
+// called with q.mu held.
+func (q *queue) take(max int, owner any) (out []*entry, dropped int) {
 	if q.len() == 0 {
-		return nil
+		return nil, 0
 	}
 	if owner == nil {
 		n := min(max, q.len())
-		out := make([]*entry, n)
-		copy(out, q.ready[q.head:q.head+n])
+		out = make([]*entry, 0, n)
 		for i := q.head; i < q.head+n; i++ {
+			if e := q.ready[i]; expired(e) {
+				dropped++
+			} else {
+				out = append(out, e)
+			}
 			q.ready[i] = nil
 		}
 		q.head += n
 		q.compact()
-		return out
+		return out, dropped
 	}
-	var out []*entry
 	kept := 0 // entries skipped, moved down to q.ready[q.head:q.head+kept]
 	end := q.head
 	limit := min(len(q.ready), q.head+scanLimit)
 	for ; end < limit && len(out) < max; end++ {
 		e := q.ready[end]
+		if expired(e) {
+			dropped++
+			continue
+		}
 		if k := e.msg.Key; k != "" {
 			h := q.holds[k]
 			if h != nil && h.owner != owner {
@@ -399,7 +416,7 @@ func (q *queue) take(max int, owner any) []*entry {
 	}
 	q.head = end - kept
 	q.compact()
-	return out
+	return out, dropped
 }
 
 // compact drops the consumed front of the ready list once it dominates.
@@ -408,4 +425,10 @@ func (q *queue) compact() {
 		q.ready = append(q.ready[:0:0], q.ready[q.head:]...)
 		q.head = 0
 	}
+}
+
+// expired reports whether e's message expired (a request past its
+// deadline): it is dropped instead of delivered.
+func expired(e *entry) bool {
+	return !e.msg.Expires.IsZero() && time.Now().After(e.msg.Expires)
 }

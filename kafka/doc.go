@@ -173,4 +173,15 @@
 // As: Transport.As accepts **kafka.Client, **kafka.Writer and
 // **kafka.Transport (github.com/segmentio/kafka-go); a received message's
 // As accepts *kafka.Message (the record as read).
+//
+// Admin (transport.Admin, see messaging.Admin): DeleteGroup deletes the
+// consumer group (DeleteGroups), DeleteQueue the queue's topic and group
+// (DeleteTopics is asynchronous on a real cluster: re-creating the queue
+// at once may fail until it completes), Purge commits the end offsets,
+// Inspect counts the records after the group's committed offsets and the
+// group's members (which join after Subscribe returns), and Peek fetches
+// from those offsets without joining the group or committing. Kafka
+// refuses to delete or purge a group with members (ErrInvalid). The
+// adapter does not implement transport.ConsumerCounter: a request to a
+// service nobody serves any more waits for its deadline.
 package kafka

@@ -39,6 +39,7 @@ type Client struct {
 	ops       sync.WaitGroup // sends in progress
 	declared  sync.Map       // queue name -> struct{}: declared by Notify
 	rpcQueues sync.Map       // service -> its request queue name
+	served    sync.Map       // service -> time.Time it was last found served (responders.go)
 	rt        *router        // reply router, opened on first request
 	opening   *inboxOpening  // the opening of rt under way, or nil
 	closeErr  error

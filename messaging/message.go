@@ -58,8 +58,13 @@ type Message struct {
 	// ReplyTo is the address replies go to. Set by Request and Gather.
 	ReplyTo string
 
-	// Topic is, on a received message, the topic, queue or service it was
-	// received from.
+	// Topic is, on a received message, where it was received from, as
+	// the subscription named it: not only a topic (Subscribe, Respond)
+	// but also a recipient (Listen: the recipient's name, or a
+	// dead-letter queue's name when listening on one) or a service
+	// (Serve: the service's name, not its queue "<service>.rpc"); on a
+	// message returned by Admin.Peek, the name peeked at. It is ignored
+	// when sending.
 	Topic string
 	// Attempt is, on a received message, which delivery attempt this
 	// handler call is: 1 the first time, 2 on the first retry, and so on.

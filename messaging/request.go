@@ -175,6 +175,9 @@ func (c *Client) Request(ctx context.Context, service string, req *Message) (*Me
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}
+	if err := c.checkResponders(ctx, service); err != nil {
+		return nil, err
+	}
 	w := &syncWaiter{ch: make(chan *Message, 1)}
 	corr := newID()
 	sctx, span := c.tel.startClient(ctx, "request", service)
@@ -333,6 +336,9 @@ func (c *Client) RequestAsync(ctx context.Context, service string, req *Message,
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}
+	if err := c.checkResponders(ctx, service); err != nil {
+		return nil, err
+	}
 	f := &Future{corr: newID(), service: service, done: make(chan struct{})}
 	for _, o := range opts {
 		o(f)
@@ -391,6 +397,9 @@ func (c *Client) startRequest(ctx context.Context, to transport.Address, req *Me
 	}
 	tm.CorrelationID = corr
 	tm.ReplyTo = rt.addr
+	if to.Kind == transport.KindQueue {
+		tm.Expires = deadline // the broker may drop it unserved (R95)
+	}
 	tm.Headers = withHeader(tm.Headers, hdrDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
 	if err := c.checkSize(tm); err != nil {
 		return time.Time{}, err

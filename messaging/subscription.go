@@ -141,9 +141,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		return nil, err
 	}
 	defer c.ops.Done()
-	if err := c.t.Declare(ctx, transport.Queue(dlq)); err != nil {
-		return nil, fmt.Errorf("switchboard: declare dead-letter queue %s: %w", dlq, err)
-	}
+	// The dead-letter queue is declared by the first dead letter
+	// (deadLetter), so that a subscription that never dead-letters
+	// leaves no empty dead-letter queue behind.
 	ts, err := c.t.Subscribe(ctx, from, group, transport.SubscribeOptions{MaxInFlight: o.maxInFlight})
 	if err != nil {
 		return nil, fmt.Errorf("switchboard: subscribe to %s: %w", from, err)
@@ -489,8 +489,10 @@ func (s *Subscription) deadLetter(tm *transport.Message, cause error, attempts i
 		ctx, cancel := context.WithTimeout(s.handlerCtx, 30*time.Second)
 		err := s.c.transmitFit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl}, fit)
 		if errors.Is(err, transport.ErrNotFound) {
-			if derr := s.c.t.Declare(ctx, transport.Queue(s.dlq)); derr != nil {
-				s.log.Warn("switchboard: declare dead-letter queue again failed", "dlq", s.dlq, "error", derr)
+			// The first dead letter of this queue (or the queue was
+			// deleted): declare it and send again.
+			if err = s.c.t.Declare(ctx, transport.Queue(s.dlq)); err == nil {
+				err = s.c.transmitFit(ctx, "send", transport.Queue(s.dlq), []*transport.Message{dl}, fit)
 			}
 		}
 		cancel()

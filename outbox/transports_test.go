@@ -16,7 +16,7 @@ import (
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/outbox/outboxtest"
-	"github.com/switchboard-go/switchboard/rabbitmq"
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	_ "github.com/switchboard-go/switchboard/sqs" // sqs://
 	"github.com/switchboard-go/switchboard/sqs/sqstest"
 )
@@ -138,13 +138,7 @@ func rabbitURL(t *testing.T) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		tr, err := rabbitmq.Open(ctx, url, nil)
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer tr.Close()
-		if err := tr.DeleteDeclared(ctx, ""); err != nil {
+		if err := rabbitmqtest.DeleteDeclared(ctx, url, ""); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -149,4 +151,26 @@ func (t *Transport) Peek(ctx context.Context, a transport.Address, group string,
 		return nil, err
 	}
 	return nil, fmt.Errorf("rabbitmq: peek: reading a message raises its delivery count (x-delivery-count of quorum queues): %w", errors.ErrUnsupported)
+}
+
+var _ transport.ConsumerCounter = (*Transport)(nil)
+
+// Consumers implements transport.ConsumerCounter with a passive
+// queue.declare: basic.consume is done before Subscribe returns, and the
+// broker forgets a consumer as soon as its channel or connection closes.
+func (t *Transport) Consumers(ctx context.Context, queue string) (int, error) {
+	info, err := t.Inspect(ctx, transport.Queue(queue), "")
+	return info.Consumers, err
+}
+
+// setExpiration sets the per-message TTL of a message that expires (a
+// request): the time left, in milliseconds, at least 1. Quorum queues
+// (RabbitMQ 3.10 and later) and classic queues drop the message once it
+// expired, unconsumed.
+func setExpiration(pub *amqp.Publishing, expires time.Time) {
+	if expires.IsZero() {
+		return
+	}
+	ms := max(1, time.Until(expires).Milliseconds())
+	pub.Expiration = strconv.FormatInt(ms, 10)
 }

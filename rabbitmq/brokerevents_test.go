@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -26,7 +27,7 @@ func TestConsumerCancelledByBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	defer tr.DeleteDeclared(context.Background(), p)
+	defer rabbitmqtest.DeleteDeclared(context.Background(), u, p)
 	topic, group := p+"t", "g"
 	sub, err := tr.Subscribe(ctx, transport.Topic(topic), group, transport.SubscribeOptions{MaxInFlight: 4})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/switchboard-go/switchboard/conformance"
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -50,12 +51,7 @@ func TestConformance(t *testing.T) {
 			return nil
 		},
 		Teardown: func(ctx context.Context, prefix string) error {
-			tr, err := Open(ctx, u, nil)
-			if err != nil {
-				return err
-			}
-			defer tr.Close()
-			return tr.DeleteDeclared(ctx, prefix)
+			return rabbitmqtest.DeleteDeclared(ctx, u, prefix)
 		},
 	})
 }

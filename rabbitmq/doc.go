@@ -204,6 +204,16 @@
 //
 // Transport.As accepts **amqp091.Connection (the current connection) and
 // *Options; a received message's As accepts *amqp091.Delivery.
-// Transport.DeleteDeclared deletes the queues and exchanges that
-// transports of this process declared under a name prefix (tests).
+//
+// # Administration and tests
+//
+// Transport implements transport.Admin (see messaging.Admin): passive
+// queue.declare to inspect (ready messages and consumers) without
+// creating, queue.purge, queue.delete; it cannot peek, since a quorum
+// queue counts every delivery in x-delivery-count. It implements
+// transport.ConsumerCounter, so a request to a service whose queue has
+// no consumer fails at once with messaging.ErrNoResponders, and it sets
+// the expiration property of requests to their deadline, so an expired
+// request does not stay queued. Tests delete what they declared with
+// package rabbitmqtest.
 package rabbitmq

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-go/switchboard/internal/testenv"
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -90,13 +91,7 @@ func openT(t testing.TB, prefix string, params string) *Transport {
 func teardown(t testing.TB, u, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	tr, err := Open(ctx, u, nil)
-	if err != nil {
-		t.Errorf("teardown: %v", err)
-		return
-	}
-	defer tr.Close()
-	if err := tr.DeleteDeclared(ctx, prefix); err != nil {
+	if err := rabbitmqtest.DeleteDeclared(ctx, u, prefix); err != nil {
 		t.Errorf("teardown: %v", err)
 	}
 }

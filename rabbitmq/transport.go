@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/rabbitmq/internal/declared"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -313,6 +314,9 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 		if err != nil {
 			return err
 		}
+		if to.Kind == transport.KindQueue {
+			setExpiration(&pub, m.Expires)
+		}
 		p := t.pub
 		if m.ReplyTo != "" {
 			if ib := t.inboxFor(m.ReplyTo); ib != nil {
@@ -381,7 +385,7 @@ func (t *Transport) Capabilities() transport.Capabilities {
 
 // As implements transport.Transport: target may be **amqp.Connection
 // (the current connection; nil while reconnecting), *Options, or
-// **Transport (this transport, for DeleteDeclared).
+// **Transport (this transport).
 func (t *Transport) As(target any) bool {
 	switch p := target.(type) {
 	case **amqp.Connection:
@@ -424,69 +428,6 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// The declaration registry: every exchange and queue declared by any
-// Transport of this process, per broker, for DeleteDeclared.
-var declared struct {
-	mu    sync.Mutex
-	names map[string]map[string]byte
-}
-
-func record(broker, name string, kind byte) {
-	declared.mu.Lock()
-	defer declared.mu.Unlock()
-	if declared.names == nil {
-		declared.names = make(map[string]map[string]byte)
-	}
-	if declared.names[broker] == nil {
-		declared.names[broker] = make(map[string]byte)
-	}
-	declared.names[broker][name] = kind
-}
-
-// DeleteDeclared deletes every queue and exchange whose name (after the
-// Prefix option) begins with prefix and that a Transport of this process
-// declared on the same broker and virtual host. Tests use it to clean up.
-func (t *Transport) DeleteDeclared(ctx context.Context, prefix string) error {
-	if t.isClosed() {
-		return errClosed("delete")
-	}
-	full := t.opts.Prefix + prefix
-	declared.mu.Lock()
-	var queues, exchanges []string
-	for name, kind := range declared.names[t.brokerID] {
-		if !strings.HasPrefix(name, full) {
-			continue
-		}
-		if kind == 'q' {
-			queues = append(queues, name)
-		} else {
-			exchanges = append(exchanges, name)
-		}
-	}
-	declared.mu.Unlock()
-	var errs []error
-	del := func(name string, q bool) {
-		err := t.rpc(ctx, "delete "+name, func(ch *amqp.Channel) error {
-			if q {
-				_, err := ch.QueueDelete(name, false, false, false)
-				return err
-			}
-			return ch.ExchangeDelete(name, false, false)
-		})
-		if err != nil && !errors.Is(err, transport.ErrNotFound) {
-			errs = append(errs, err)
-			return
-		}
-		declared.mu.Lock()
-		delete(declared.names[t.brokerID], name)
-		declared.mu.Unlock()
-	}
-	for _, q := range queues {
-		del(q, true)
-	}
-	for _, x := range exchanges {
-		del(x, false)
-	}
-	t.forgetExchanges()
-	return errors.Join(errs...)
-}
+// record notes a declaration for package rabbitmqtest, which deletes what
+// tests declared; it does nothing unless a test imported rabbitmqtest.
+func record(broker, name string, kind byte) { declared.Record(broker, name, kind) }

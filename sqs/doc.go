@@ -217,6 +217,18 @@
 // Transport.As accepts **sqs.Client and **sns.Client; a received
 // message's As accepts *types.Message (sqs/types).
 //
+// # Admin
+//
+// transport.Admin (see messaging.Admin): DeleteGroup removes the topic's
+// subscriptions to the group's queue and deletes the queue, DeleteQueue
+// deletes a queue (AWS refuses a queue of the same name for 60 s after:
+// QueueDeletedRecently), Purge is PurgeQueue (up to 60 s to complete, once
+// per 60 s), Inspect reports ApproximateNumberOfMessages and no consumer
+// count (-1). Peek is errors.ErrUnsupported: every ReceiveMessage raises
+// ApproximateReceiveCount. SQS cannot count consumers, so a request to a
+// service nobody serves any more waits for its deadline, and an expired
+// request stays queued until a responder receives and drops it.
+//
 // # Tests
 //
 // Tests use SWITCHBOARD_SQS_ENDPOINT when set, else start the fauxqs

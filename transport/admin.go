@@ -69,3 +69,18 @@ type QueueInfo struct {
 	// broker does not say (SQS).
 	Consumers int
 }
+
+// ConsumerCounter is implemented by transports that can tell, in one
+// broker call and without delay, how many consumers are connected to a
+// queue: consumers counted as soon as Subscribe returns and no longer
+// once they close or their connection drops. Package messaging uses it to
+// fail a request at once with ErrNoResponders when a service's queue has
+// no consumer. The in-memory and RabbitMQ adapters implement it; Kafka
+// does not (group members join after Subscribe returns, and a crashed
+// member counts until its session times out), nor does SQS (which does
+// not report consumers).
+type ConsumerCounter interface {
+	// Consumers returns how many consumers are connected to the queue
+	// name, or an error matching ErrNotFound when it does not exist.
+	Consumers(ctx context.Context, queue string) (int, error)
+}

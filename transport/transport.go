@@ -116,6 +116,13 @@ type Message struct {
 	CorrelationID string
 	// ReplyTo is the Inbox.Address to which replies are sent.
 	ReplyTo string
+	// Expires, when not zero, is when the message stops being useful:
+	// package messaging sets it on requests to their deadline. An
+	// adapter whose broker expires messages sets it on the message sent
+	// to a queue (RabbitMQ: the expiration property; the in-memory
+	// broker drops it), so that an expired request does not stay queued;
+	// the others ignore it. It is not carried to the receiver.
+	Expires time.Time
 
 	// The fields below are set by the adapter on received messages only.
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +200,70 @@ func testAdminCommands(t *testing.T, w *world) {
 	expectCode(t, "admin delete-queue bad/name", code, exitUsage, errOut)
 	code, _, errOut = w.run("admin", "frobnicate", "x")
 	expectCode(t, "admin frobnicate", code, exitUsage, errOut)
+}
+
+// TestRequestAfterServeExitsBinary is issue 14's input 11 with real
+// processes: once the only "serve" process exited, a request fails at once
+// with exit 4 (no responders) where the broker counts a queue's consumers
+// (RabbitMQ); on Kafka and SQS, which cannot tell, it waits for its
+// timeout (exit 3).
+func TestRequestAfterServeExitsBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and needs brokers")
+	}
+	bin := buildCLI(t)
+	for _, b := range []struct {
+		name string
+		url  func(t *testing.T) string
+		want int
+	}{
+		{"rabbitmq", amqpURL, exitNoResponders},
+		{"kafka", func(t *testing.T) string { return kafkatest.URL(t) }, exitTimeout},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			url := b.url(t)
+			svc := "gone-" + uuid.NewString()[:8]
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			environ := append(os.Environ(), "SWITCHBOARD_URL="+url)
+			serve := exec.CommandContext(ctx, bin, "serve", svc)
+			serve.Env = environ
+			stderr, err := serve.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := serve.Start(); err != nil {
+				t.Fatal(err)
+			}
+			errW, errDone := watch(stderr, "msg=ready")
+			select {
+			case <-errW.found:
+			case <-errDone:
+				serve.Wait()
+				t.Fatalf("serve exited before it was ready:\n%s", errW.String())
+			case <-ctx.Done():
+				t.Fatalf("serve not ready:\n%s", errW.String())
+			}
+			if err := serve.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			<-errDone
+			if err := serve.Wait(); err != nil {
+				t.Fatalf("serve: %v\n%s", err, errW.String())
+			}
+			req := exec.CommandContext(ctx, bin, "request", svc, "x", "--timeout", "3s")
+			req.Env = environ
+			out, err := req.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != b.want {
+				t.Errorf("request after serve exited: exit %d, want %d:\n%s", code, b.want, out)
+			}
+		})
+	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/switchboard-go/switchboard/internal/testenv"
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
-	"github.com/switchboard-go/switchboard/rabbitmq"
+	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	"github.com/switchboard-go/switchboard/sqs/sqstest"
 )
 
@@ -68,13 +68,7 @@ func TestShopOnRabbitMQ(t *testing.T) {
 	t.Cleanup(func() { // delete the run's queues and exchanges
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		tr, err := rabbitmq.Open(ctx, url, nil)
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer tr.Close()
-		if err := tr.DeleteDeclared(ctx, ""); err != nil {
+		if err := rabbitmqtest.DeleteDeclared(ctx, url, ""); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
