@@ -66,7 +66,7 @@ type DeadLetter struct {
 	// Permanent reports that the last error was marked Permanent.
 	Permanent bool
 	// FirstFailure and LastFailure are when the handler first and last
-	// failed.
+	// failed; for a crash loop, both are when the loop was detected.
 	FirstFailure, LastFailure time.Time
 	// Original is the message as it was published: its ID, key, body,
 	// headers and envelope fields, without the failure envelope. Publish
