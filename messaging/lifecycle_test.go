@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/switchboard-go/switchboard/inmem"
 	"github.com/switchboard-go/switchboard/messaging"
@@ -478,5 +479,35 @@ func TestDeadLetterQueueDeclaredAgain(t *testing.T) {
 	defer tr.mu.Unlock()
 	if tr.declared < 2 {
 		t.Errorf("dead-letter queue declared %d times, want it declared again", tr.declared)
+	}
+}
+
+// countSends counts the sends that reach the transport.
+type countSends struct {
+	transport.Transport
+	n atomic.Int32
+}
+
+func (t *countSends) Send(ctx context.Context, to transport.Address, msgs []*transport.Message) error {
+	t.n.Add(1)
+	return t.Transport.Send(ctx, to, msgs)
+}
+
+// A message at the transport's limit that the trace context, added after
+// the caller's size check, pushes over it fails with ErrMessageTooLarge
+// before it reaches the transport.
+func TestTraceHeadersSizeChecked(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker(inmem.WithMaxMessageSize(2000))
+	tr := &countSends{Transport: b.Transport()}
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	c := newClient(t, tr, messaging.WithTracerProvider(tp))
+	m := &messaging.Message{ID: "id", Body: []byte(strings.Repeat("b", 1998))}
+	if err := c.Publish(ctx, "events", m); !errors.Is(err, messaging.ErrMessageTooLarge) {
+		t.Fatalf("Publish: %v, want ErrMessageTooLarge", err)
+	}
+	if n := tr.n.Load(); n != 0 {
+		t.Errorf("%d sends reached the transport", n)
 	}
 }
