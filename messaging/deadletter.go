@@ -27,8 +27,9 @@ const (
 	dlqTruncated = hdrDLQ + "truncated"
 )
 
-// What shrinkDeadLetter may cut, in the order it cuts them (the values of
-// DeadLetter.Truncated).
+// What may be cut from a dead letter to make it fit the transport's limits,
+// in the order it is cut: the values of DeadLetter.Truncated (see
+// SEMANTICS.md, R63).
 const (
 	// TruncatedError: the error text was shortened.
 	TruncatedError = "error"
@@ -58,12 +59,14 @@ type DeadLetter struct {
 	// dead-lettered without calling the handler) it is the number of
 	// earlier deliveries, whose members stopped without settling it.
 	Attempts int
-	// LastError is the text of the handler's last error.
+	// LastError is the text of the handler's last error (at most 4 KiB,
+	// less when cut to fit: see Truncated). For a crash loop it says that
+	// the delivery was over MaxAttempts and the handler was not called.
 	LastError string
 	// Permanent reports that the last error was marked Permanent.
 	Permanent bool
 	// FirstFailure and LastFailure are when the handler first and last
-	// failed.
+	// failed; for a crash loop, both are when the loop was detected.
 	FirstFailure, LastFailure time.Time
 	// Original is the message as it was published: its ID, key, body,
 	// headers and envelope fields, without the failure envelope. Publish

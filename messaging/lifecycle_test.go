@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/switchboard-go/switchboard/inmem"
 	"github.com/switchboard-go/switchboard/messaging"
@@ -421,5 +422,92 @@ func TestShutdownReleasesByCloseNotNack(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%s not handed over", want)
 		}
+	}
+}
+
+// lostDLQ reports the dead-letter queue missing until it is declared again.
+type lostDLQ struct {
+	transport.Transport
+	mu       sync.Mutex
+	declared int
+	missing  bool
+}
+
+func (t *lostDLQ) Declare(ctx context.Context, a transport.Address) error {
+	t.mu.Lock()
+	if strings.HasSuffix(a.Name, ".dlq") {
+		t.declared++
+		t.missing = t.declared == 1 // deleted right after the subscription declared it
+	}
+	t.mu.Unlock()
+	return t.Transport.Declare(ctx, a)
+}
+
+func (t *lostDLQ) Send(ctx context.Context, to transport.Address, msgs []*transport.Message) error {
+	t.mu.Lock()
+	missing := t.missing && strings.HasSuffix(to.Name, ".dlq")
+	t.mu.Unlock()
+	if missing {
+		return fmt.Errorf("%w: queue %s", transport.ErrNotFound, to.Name)
+	}
+	return t.Transport.Send(ctx, to, msgs)
+}
+
+// A dead-letter queue deleted behind the subscription's back is declared
+// again, and the dead letter sent.
+func TestDeadLetterQueueDeclaredAgain(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	tr := &lostDLQ{Transport: b.Transport()}
+	c := newClient(t, tr, messaging.WithSubscribeDefaults(messaging.WithRetry(messaging.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Multiplier: 1})))
+	if _, err := c.Subscribe(ctx, "orders", "g", func(context.Context, *messaging.Message) error { return errors.New("fails") }); err != nil {
+		t.Fatal(err)
+	}
+	dls := deadLetterOf(t, ctx, newClient(t, b.Transport()), messaging.DeadLetterQueue("orders", "g"))
+	if err := c.Publish(ctx, "orders", &messaging.Message{Body: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case dl := <-dls:
+		if string(dl.Original.Body) != "m" {
+			t.Errorf("dead letter of %q", dl.Original.Body)
+		}
+	case <-ctx.Done():
+		t.Fatal("no dead letter")
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.declared < 2 {
+		t.Errorf("dead-letter queue declared %d times, want it declared again", tr.declared)
+	}
+}
+
+// countSends counts the sends that reach the transport.
+type countSends struct {
+	transport.Transport
+	n atomic.Int32
+}
+
+func (t *countSends) Send(ctx context.Context, to transport.Address, msgs []*transport.Message) error {
+	t.n.Add(1)
+	return t.Transport.Send(ctx, to, msgs)
+}
+
+// A message at the transport's limit that the trace context, added after
+// the caller's size check, pushes over it fails with ErrMessageTooLarge
+// before it reaches the transport.
+func TestTraceHeadersSizeChecked(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker(inmem.WithMaxMessageSize(2000))
+	tr := &countSends{Transport: b.Transport()}
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	c := newClient(t, tr, messaging.WithTracerProvider(tp))
+	m := &messaging.Message{ID: "id", Body: []byte(strings.Repeat("b", 1998))}
+	if err := c.Publish(ctx, "events", m); !errors.Is(err, messaging.ErrMessageTooLarge) {
+		t.Fatalf("Publish: %v, want ErrMessageTooLarge", err)
+	}
+	if n := tr.n.Load(); n != 0 {
+		t.Errorf("%d sends reached the transport", n)
 	}
 }
