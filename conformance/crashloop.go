@@ -85,7 +85,7 @@ func crashLoopDeadLetterShrunkToFit(e *env) {
 	caps := c.Capabilities()
 	topic, group := e.name("t"), e.name("g")
 	dls := e.listenDeadLetters(e.client(), messaging.DeadLetterQueue(topic, group))
-	big := &messaging.Message{ID: "big-" + e.name("m"), Key: "k"}
+	big := &messaging.Message{ID: "big-" + e.name("m"), Key: "k", Source: "s"}
 	var wantCut string
 	switch {
 	case caps.MaxHeaders > 0:
@@ -96,12 +96,12 @@ func crashLoopDeadLetterShrunkToFit(e *env) {
 		}
 		wantCut = messaging.TruncatedHeaders
 	case caps.MaxMessageSize > 0:
-		n := caps.MaxMessageSize - len(big.ID) - len(big.Key)
+		n := caps.MaxMessageSize - len(big.ID) - len(big.Key) - len(big.Source)
 		big.Body = bytes.Repeat([]byte("b"), n)
 		copy(big.Body, "body")
 		wantCut = messaging.TruncatedBody
 	default:
-		e.Skipf("%s reports neither MaxHeaders nor MaxMessageSize", e.h.Name)
+		e.Fatalf("%s reports neither MaxHeaders nor MaxMessageSize: every transport has a limit", e.h.Name)
 	}
 	r := &recorder{}
 	longErr := strings.Repeat("e", 3000)
