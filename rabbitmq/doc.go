@@ -159,7 +159,10 @@
 //	ContentType     content-type property (over 255 bytes: application
 //	                property content-type)
 //	CorrelationID   cloudEvents_correlationid, and the correlation-id property
-//	ReplyTo         cloudEvents_replyto, and the reply-to property
+//	ReplyTo         the reply-to property (cloudEvents_replyto only when over
+//	                255 bytes): for direct reply-to the broker rewrites it to
+//	                the inbox's current address; read: reply-to, else
+//	                cloudEvents_replyto
 //	Time            cloudEvents_time (RFC 3339, nanoseconds), and the
 //	                timestamp property (seconds); read: cloudEvents_time,
 //	                else timestamp

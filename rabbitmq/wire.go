@@ -36,8 +36,9 @@ const maxShortStr = 255
 
 // encode builds the AMQP publishing for m, after the CloudEvents AMQP
 // binding: every attribute but datacontenttype as a "cloudEvents_"
-// application property, datacontenttype as the content-type property. The
-// id, type, correlation id, reply-to and time are also set in the native
+// application property, datacontenttype as the content-type property,
+// except the replyto extension, which is the reply-to property. The
+// id, type, correlation id and time are also set in the native
 // AMQP properties (message-id, type, correlation-id, reply-to, timestamp)
 // for AMQP consumers that do not speak CloudEvents, where they fit a short
 // string.
@@ -61,8 +62,12 @@ func encode(m *transport.Message, persistent bool) (amqp.Publishing, error) {
 	for k, v := range m.Headers {
 		put(k, v)
 	}
+	// ReplyTo travels in the reply-to property only (cloudEvents_replyto
+	// when it is too long for it): for direct reply-to the broker rewrites
+	// that property to the inbox channel's current address, which a copy
+	// in the application properties would contradict.
 	transport.EncodeAttributesFunc(m, AttrPrefix, func(attr string) bool {
-		return attr == transport.HeaderContentType && ctNative
+		return attr == transport.HeaderContentType && ctNative || attr == transport.AttrReplyTo && fits(m.ReplyTo)
 	}, put)
 	if long != nil {
 		tbl[longHeaders] = long
@@ -130,6 +135,9 @@ func decode(d *amqp.Delivery, quorum bool) *transport.Message {
 	// The CloudEvents attributes (either prefix) override the native
 	// properties they duplicate.
 	transport.DecodeEnvelope(m, wire, AttrPrefix, AttrPrefixColon)
+	if d.ReplyTo != "" {
+		m.ReplyTo = d.ReplyTo // the broker's (rewritten for direct reply-to)
+	}
 	if quorum {
 		m.DeliveryCount = 1
 		if redeliveries >= 0 {
