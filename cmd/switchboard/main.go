@@ -119,7 +119,12 @@ they matter, build it: go build -o ./bin/switchboard ./cmd/switchboard
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) { // under nohup, keep ignoring it
+		// A closed terminal stops dev and consumers gracefully.
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	go func() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once

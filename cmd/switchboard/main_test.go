@@ -660,6 +660,6 @@ func testGatherRespond(t *testing.T, w *world) {
 	}
 	code, _, errOut = w.run("gather", w.n("quotes"), "2kg", "--want", "3", "--timeout", "300ms")
 	expectCode(t, "gather --want 3 of 2 groups", code, exitTimeout, errOut)
-	code, _, errOut = w.run("gather", w.n("nobody-answers"), "x", "--timeout", "100ms")
+	code, _, errOut = w.run("gather", w.n("nobody-answers"), "x", "--timeout", "2s") // room to declare the topic under -race
 	expectCode(t, "gather without --want", code, exitOK, errOut)
 }

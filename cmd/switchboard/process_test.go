@@ -256,3 +256,10 @@ func TestKafkaPublishSubscribeProcesses(t *testing.T) {
 	}
 	testTwoProcesses(t, kafkatest.URL(t))
 }
+
+func TestSQSPublishSubscribeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and needs the SQS emulator")
+	}
+	testTwoProcesses(t, sqsURL(t)) // sqsURL sets the dummy credentials the child processes inherit
+}
