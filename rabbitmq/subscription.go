@@ -30,6 +30,9 @@ type subscription struct {
 	membersQueue string
 	in           chan inDelivery
 	fwd          sync.WaitGroup // forwarders and the balancer
+	relMu        sync.Mutex     // guards relShut and relWG.Add
+	relShut      bool
+	relWG        sync.WaitGroup // releases started by Nack
 }
 
 // subChan is the state of one consuming channel.
@@ -281,6 +284,7 @@ func (s *subscription) settle(ids []any, ack bool) error {
 		return s.ackBatch(ids)
 	}
 	var errs []error
+	releasing := map[*subChan]bool{}
 	for _, id := range ids {
 		ref, ok := id.(*ackRef)
 		if !ok || ref == nil {
@@ -293,13 +297,20 @@ func (s *subscription) settle(ids []any, ack bool) error {
 		deferred := live && !ack && s.parts != nil
 		if deferred {
 			// A partition's released deliveries stay with this consumer
-			// until its channel closes (Close, or the balancer's
-			// release), which returns them all at once, in order, and
-			// lets the next member take the partition. A basic.nack
-			// would requeue each at once, behind or ahead of others, and
-			// the broker would hand it straight back to this consumer.
-			// Kept in released, so that no cumulative ack covers them.
+			// until its channel closes, which returns them all at once,
+			// in order, ahead of the queue: the partition is released
+			// (release: once the deliveries still handed out are
+			// settled, the channel closes and consumes again; the
+			// broker redelivers them to the next active member, maybe
+			// this one). A basic.nack would requeue each at once, and the
+			// broker would hand it straight back to this consumer, out
+			// of order with the others released. Kept in released, so
+			// that no cumulative ack covers them.
 			sc.released[ref.tag] = struct{}{}
+			if !releasing[sc] {
+				releasing[sc] = true
+				s.goRelease(sc)
+			}
 		}
 		sc.mu.Unlock()
 		if !live || deferred {
@@ -394,6 +405,10 @@ func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		if s.parts != nil {
+			s.relMu.Lock()
+			s.relShut = true
+			s.relMu.Unlock()
+			s.relWG.Wait()
 			s.fwd.Wait()
 			for _, p := range s.parts {
 				if p.k != nil {
