@@ -320,8 +320,20 @@ func (k *keeper[S]) open(ctx context.Context) (*amqp.Channel, S, error) {
 		select {
 		case r = <-rc:
 		case <-ctx.Done():
-			_ = ch.Close() // unblocks the setup's RPCs
-			<-rc
+			// Let the setup finish first: amqp091-go does not serialise
+			// a channel's RPCs, so a Close racing the setup's calls can
+			// have its close-ok taken by one of them and then wait
+			// forever. Only a setup that hangs is cut short by Close.
+			t := time.NewTimer(5 * time.Second)
+			select {
+			case <-rc:
+				t.Stop()
+			case <-t.C:
+				_ = ch.Close() // unblocks the setup's RPCs
+				<-rc
+				return nil, zero, fmt.Errorf("%w: rabbitmq: set up %s: %w", transport.ErrUnavailable, k.name, ctx.Err())
+			}
+			_ = ch.Close()
 			return nil, zero, fmt.Errorf("%w: rabbitmq: set up %s: %w", transport.ErrUnavailable, k.name, ctx.Err())
 		}
 		st, err := r.st, r.err

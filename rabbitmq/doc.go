@@ -47,12 +47,27 @@
 //
 //   - Topic T: a durable topic exchange named prefix+T, declared on first
 //     Send (cached per connection) and by Subscribe.
-//   - Consumer group G of topic T: a durable queue named prefix+T+"~"+G
-//     ("~" never occurs in Switchboard names, so group queues cannot
-//     collide with point-to-point queues), x-queue-type=quorum (or
-//     classic), bound to the exchange with binding key "#". Messages sent
-//     before the group's first declaration were routed nowhere, as the
-//     contract requires.
+//   - Consumer group G of topic T: GroupPartitions (4) durable queues
+//     named prefix+T+"~"+G+"~p"+n ("~" never occurs in Switchboard names,
+//     so group queues cannot collide with point-to-point queues),
+//     x-queue-type=quorum (or classic) and x-single-active-consumer=true,
+//     queue n bound to the exchange with binding key n+".#"; and a queue
+//     prefix+T+"~"+G+"~members" (classic, never published to) whose
+//     consumers are the group's members. Messages sent before the group's
+//     first declaration were routed nowhere, as the contract requires.
+//     Every member consumes every partition queue, on a channel each; the
+//     broker delivers each partition to one member at a time, so one
+//     key's messages are handled one at a time and in order across the
+//     members. A member active on more than its share of the partitions
+//     (ceil(4/members), checked every 300ms) gives the extra ones back:
+//     it stops handing their deliveries out, waits until the ones it
+//     handed out are settled, and closes their channel (the broker
+//     returns the rest, ahead of the queue, and activates a waiting
+//     member), then consumes again as a waiting consumer. Released
+//     deliveries (Nack) of a partition are returned the same way, when
+//     its channel closes, never by basic.nack. Upgrading from 0.1: the
+//     former group queue prefix+T+"~"+G, bound with "#", still receives
+//     every message until deleted; drain it, then delete it.
 //   - Queue Q (notification recipients, request queues): a durable queue
 //     named prefix+Q, same arguments, created by Declare or Subscribe.
 //   - Reply inbox: RabbitMQ's direct reply-to (amq.rabbitmq.reply-to);
@@ -75,7 +90,10 @@
 // (basic.return, 312 NO_ROUTE) and Send fails with transport.ErrNotFound
 // within one round trip — nothing is silently lost. Topic messages are
 // not mandatory (a topic without groups drops them, as the contract says)
-// and carry the message Key as routing key (when it fits 255 bytes).
+// and carry the routing key partition+"."+Key (partition: FNV-1a of the
+// key, or of the message ID for a message without key, modulo
+// GroupPartitions; the key is left out when the whole would not fit 255
+// bytes).
 // A basic.nack is retried a few times with backoff, then reported as
 // transport.ErrUnavailable. When the context ends while Send waits for
 // the confirms of messages it has already written, Send keeps collecting
@@ -188,12 +206,19 @@
 // address whose encoded channel does not decode (it can name no inbox,
 // and RabbitMQ 3.x would crash the connection on it) is dropped. Capabilities: MaxMessageSize from max_message_size (the
 // broker's own limit, 128 MiB by default, bounds the body), no header
-// limit, OrderedByKey false (several consumers of one group share its
-// queue), DeliveryCount true with quorum queues, NativeDeadLetter true
+// limit, OrderedByKey true (a key's messages go to one partition, delivered
+// to one member at a time; the listeners of one notification or request
+// queue share it without key affinity), DeliveryCount true with quorum queues, NativeDeadLetter true
 // (the broker has dead-letter exchanges; package messaging dead-letters by
 // itself), NativeReplyTo true.
 //
 // # Native vs emulated
+//
+// A consumer cancelled by the broker (basic.cancel: its queue was deleted,
+// its node left) closes the delivery channel but not the AMQP channel; the
+// adapter then closes the channel, and the channel's keeper declares,
+// binds and consumes again (the reply inbox likewise opens a new direct
+// reply-to consumer).
 //
 // Native: topic fan-out to groups (exchanges and bindings), durable
 // groups and queues, publisher confirms, unroutable detection (mandatory),

@@ -254,6 +254,21 @@ func (s *subscription) release(sc *subChan) {
 	_ = sc.ch.Close()
 }
 
+// goRelease releases sc's partition in the background (see release);
+// called with sc.mu held, so release must not run before it returns.
+func (s *subscription) goRelease(sc *subChan) {
+	s.relMu.Lock()
+	defer s.relMu.Unlock()
+	if s.relShut {
+		return // closing: the channel closes anyway
+	}
+	s.relWG.Add(1)
+	go func() {
+		defer s.relWG.Done()
+		s.release(sc)
+	}()
+}
+
 // handed returns how many of sc's deliveries are handed out, unsettled.
 func (sc *subChan) handed() int {
 	sc.mu.Lock()

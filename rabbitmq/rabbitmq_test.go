@@ -204,7 +204,8 @@ func TestDurableGroupAndRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	if err := tr.Send(ctx, topic, []*transport.Message{{ID: "m1"}, {ID: "m2"}}); err != nil {
+	// One key: a group's partitions order the messages of one key.
+	if err := tr.Send(ctx, topic, []*transport.Message{{ID: "m1", Key: "k"}, {ID: "m2", Key: "k"}}); err != nil {
 		t.Fatal(err)
 	}
 	s, err = tr.Subscribe(ctx, topic, "g", transport.SubscribeOptions{MaxInFlight: 5})

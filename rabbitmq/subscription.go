@@ -30,6 +30,9 @@ type subscription struct {
 	membersQueue string
 	in           chan inDelivery
 	fwd          sync.WaitGroup // forwarders and the balancer
+	relMu        sync.Mutex     // guards relShut and relWG.Add
+	relShut      bool
+	relWG        sync.WaitGroup // releases started by Nack
 }
 
 // subChan is the state of one consuming channel.
@@ -38,9 +41,10 @@ type subChan struct {
 	deliveries <-chan amqp.Delivery
 	lostCh     chan struct{}
 
-	mu      sync.Mutex
-	dead    bool
-	unacked map[uint64]struct{}
+	mu       sync.Mutex
+	dead     bool
+	unacked  map[uint64]struct{}
+	released map[uint64]struct{} // partitions: released, returned at channel close
 
 	// Partitions only: active once a delivery arrived (this member is
 	// the partition's single active consumer); releasing once the
@@ -54,7 +58,7 @@ type subChan struct {
 }
 
 func newSubChan(ch *amqp.Channel, d <-chan amqp.Delivery) *subChan {
-	return &subChan{ch: ch, deliveries: d, lostCh: make(chan struct{}), unacked: make(map[uint64]struct{}),
+	return &subChan{ch: ch, deliveries: d, lostCh: make(chan struct{}), unacked: make(map[uint64]struct{}), released: make(map[uint64]struct{}),
 		releaseCh: make(chan struct{}), settled: make(chan struct{})}
 }
 
@@ -176,7 +180,7 @@ func (sc *subChan) kill() {
 	if !sc.dead {
 		sc.dead = true
 		close(sc.lostCh)
-		sc.unacked = nil
+		sc.unacked, sc.released = nil, nil
 	}
 }
 
@@ -280,6 +284,7 @@ func (s *subscription) settle(ids []any, ack bool) error {
 		return s.ackBatch(ids)
 	}
 	var errs []error
+	releasing := map[*subChan]bool{}
 	for _, id := range ids {
 		ref, ok := id.(*ackRef)
 		if !ok || ref == nil {
@@ -289,18 +294,27 @@ func (s *subscription) settle(ids []any, ack bool) error {
 		sc := ref.sc
 		sc.mu.Lock()
 		live := sc.forget(ref.tag)
-		sc.mu.Unlock()
-		if !live {
-			continue // settled already, or its channel closed
-		}
-		if !ack && s.parts != nil {
+		deferred := live && !ack && s.parts != nil
+		if deferred {
 			// A partition's released deliveries stay with this consumer
-			// until its channel closes (Close, or the balancer's
-			// release), which returns them all at once, in order, and
-			// lets the next member take the partition. A basic.nack
-			// would requeue each at once, behind or ahead of others, and
-			// the broker would hand it straight back to this consumer.
-			continue
+			// until its channel closes, which returns them all at once,
+			// in order, ahead of the queue: the partition is released
+			// (release: once the deliveries still handed out are
+			// settled, the channel closes and consumes again; the
+			// broker redelivers them to the next active member, maybe
+			// this one). A basic.nack would requeue each at once, and the
+			// broker would hand it straight back to this consumer, out
+			// of order with the others released. Kept in released, so
+			// that no cumulative ack covers them.
+			sc.released[ref.tag] = struct{}{}
+			if !releasing[sc] {
+				releasing[sc] = true
+				s.goRelease(sc)
+			}
+		}
+		sc.mu.Unlock()
+		if !live || deferred {
+			continue // settled already, its channel closed, or deferred
 		}
 		var err error
 		if ack {
@@ -338,6 +352,9 @@ func (s *subscription) ackBatch(ids []any) error {
 		}
 		lowest := uint64(math.MaxUint64)
 		for t := range sc.unacked {
+			lowest = min(lowest, t)
+		}
+		for t := range sc.released { // released, not acked: never cover them
 			lowest = min(lowest, t)
 		}
 		sc.mu.Unlock()
@@ -388,6 +405,10 @@ func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		if s.parts != nil {
+			s.relMu.Lock()
+			s.relShut = true
+			s.relMu.Unlock()
+			s.relWG.Wait()
 			s.fwd.Wait()
 			for _, p := range s.parts {
 				if p.k != nil {

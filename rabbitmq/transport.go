@@ -376,7 +376,7 @@ func (t *Transport) Capabilities() transport.Capabilities {
 	return transport.Capabilities{
 		Name:             "rabbitmq",
 		MaxMessageSize:   t.opts.MaxMessageSize,
-		OrderedByKey:     false,
+		OrderedByKey:     true, // group partitions with single active consumer (partitions.go)
 		DeliveryCount:    t.quorum(),
 		NativeDeadLetter: true,
 		NativeReplyTo:    true,

@@ -41,7 +41,7 @@ func TestInteropAWSCLI(t *testing.T) {
 	if _, err := exec.LookPath("aws"); err != nil {
 		testenv.Missing(t, "awscli", "the aws command is not on PATH")
 	}
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // standard mode: one receiver keeps the send order across keys
 	p := uniq(t)
 	ctx := context.Background()
 
@@ -53,7 +53,7 @@ func TestInteropAWSCLI(t *testing.T) {
 	}
 	defer s.Close()
 	var urlOut struct{ QueueUrl string }
-	if err := json.Unmarshal(awsCLI(t, ep, "sqs", "get-queue-url", "--queue-name", sbsqs.GroupQueueName(topic, "billing", false)), &urlOut); err != nil {
+	if err := json.Unmarshal(awsCLI(t, ep, "sqs", "get-queue-url", "--queue-name", sbsqs.GroupQueueName(topic, "billing", false) /* standard mode */), &urlOut); err != nil {
 		t.Fatal(err)
 	}
 	attrs := `{"ce-id":{"DataType":"String","StringValue":"from-aws-1"},` +

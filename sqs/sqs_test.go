@@ -134,7 +134,7 @@ func TestSendUndeclaredQueue(t *testing.T) {
 }
 
 func TestTopicGroups(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // standard mode: one receiver keeps the send order across keys
 	p := uniq(t)
 	ctx := context.Background()
 	topic := transport.Topic(p + "orders.created")
@@ -282,7 +282,7 @@ func TestInbox(t *testing.T) {
 }
 
 func TestBodiesAndFields(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // standard mode: one receiver keeps the send order across keys
 	p := uniq(t)
 	ctx := context.Background()
 	topic := transport.Topic(p + "bodies")
@@ -505,7 +505,7 @@ func TestURLOptions(t *testing.T) {
 // TestConcurrentAcks acks one message per call from many goroutines (the
 // adapter coalesces them into DeleteMessageBatch calls).
 func TestConcurrentAcks(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // standard mode: one receiver keeps the send order across keys
 	p := uniq(t)
 	ctx := context.Background()
 	q := transport.Queue(p + "acks")
