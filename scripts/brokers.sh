@@ -89,6 +89,33 @@ command -v node >/dev/null 2>&1 || apt_install nodejs npm
 # ours_to_restart: CI said this machine's RabbitMQ is the tests' alone.
 ours_to_restart() { [ "${SWITCHBOARD_RABBITMQ_RESTART:-}" = 1 ]; }
 
+# RabbitMQ (3.x) counts sockets and queue files against its file handle
+# cache, sized from the node's open-files limit; when the cache runs out,
+# new connections wait in the AMQP handshake forever (the node "accepts TCP,
+# never answers AMQP"). Debian's wrapper starts the node through `su`,
+# whose PAM session resets the soft limit to 1024: too few for this suite's
+# queues and connections. min_open_files is what the tests need.
+min_open_files=8192
+
+# rabbit_open_files: the open-files limit of the node listening on 5672,
+# or nothing when it cannot be read.
+rabbit_open_files() {
+	local pid
+	pid=$(ss -ltnpH 'sport = :5672' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+	[ -n "$pid" ] && awk '/^Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null
+}
+
+# start_rabbitmq: starts the machine's node, as the rabbitmq user with the
+# hard open-files limit where this script may (run as root), else as
+# rabbitmq-server does by itself.
+start_rabbitmq() {
+	if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+		(cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached') >/dev/null 2>&1 || true
+	else
+		rabbitmq-server -detached >/dev/null 2>&1 || true
+	fi
+}
+
 # restart_rabbitmq: only with SWITCHBOARD_RABBITMQ_RESTART=1. Stops the
 # node with rabbitmqctl, else ends the process named in the node's pid
 # file (never by a name pattern), starts it with an empty data directory
@@ -109,7 +136,7 @@ restart_rabbitmq() {
 		# A node stuck recovering hundreds of test queues starts empty.
 		rm -rf /var/lib/rabbitmq/mnesia/*
 	fi
-	rabbitmq-server -detached >/dev/null 2>&1 || true
+	start_rabbitmq
 	for _ in $(seq 1 90); do amqp_answers 127.0.0.1 5672 && return 0; sleep 2; done
 	return 1
 }
@@ -127,11 +154,15 @@ else
 		command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
 		if command -v rabbitmq-server >/dev/null 2>&1; then
 			log "starting RabbitMQ"
-			rabbitmq-server -detached >/dev/null 2>&1 || true
+			start_rabbitmq
 			for _ in $(seq 1 60); do amqp_answers 127.0.0.1 5672 && break; sleep 1; done
 		fi
 	elif ours_to_restart && command -v rabbitmqctl >/dev/null 2>&1; then
-		if amqp_answers 127.0.0.1 5672; then
+		files=$(rabbit_open_files)
+		if [ -n "$files" ] && [ "$files" -lt "$min_open_files" ]; then
+			log "RabbitMQ may open only $files files (it stalls under this suite below $min_open_files)"
+			restart_rabbitmq || true
+		elif amqp_answers 127.0.0.1 5672; then
 			# Start from an empty node, so that queues left by earlier runs
 			# do not slow it down.
 			log "SWITCHBOARD_RABBITMQ_RESTART=1: resetting RabbitMQ to an empty node"
@@ -146,6 +177,10 @@ else
 		log "RabbitMQ is NOT running on 127.0.0.1:5672"
 	elif amqp_answers 127.0.0.1 5672; then
 		log "RabbitMQ is up on 127.0.0.1:5672"
+		files=$(rabbit_open_files)
+		if [ -n "$files" ] && [ "$files" -lt "$min_open_files" ]; then
+			log "WARNING: RabbitMQ may open only $files files; under this suite it runs out and stops answering. Restart it with a higher limit (ulimit -n $min_open_files for the rabbitmq user, or LimitNOFILE in its systemd unit), or set SWITCHBOARD_RABBITMQ_RESTART=1 on a machine whose RabbitMQ serves only these tests."
+		fi
 	else
 		wedged "RabbitMQ on 127.0.0.1:5672" "It is not this script's to restart: restart it yourself (for example: sudo rabbitmqctl stop_app && sudo rabbitmqctl start_app, or sudo systemctl restart rabbitmq-server), point the tests at another broker with SWITCHBOARD_AMQP_URL, or, on a machine whose RabbitMQ serves only these tests, set SWITCHBOARD_RABBITMQ_RESTART=1 to let this script restart it."
 	fi
