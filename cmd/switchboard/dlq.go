@@ -97,9 +97,17 @@ func dlqCommand() *command {
 	}
 }
 
+// errNoDeadLetters: the group or queue exists but its dead-letter queue
+// does not: nothing was ever dead-lettered from it (a dead-letter queue is
+// created by its first dead letter). Every dlq command treats it as an
+// empty queue.
+var errNoDeadLetters = errors.New("no dead letters")
+
 // dlqOpen opens a client and checks that the dead-letter queue of topic
-// and group exists, without creating it: a missing one is ErrNotFound
-// (exit code 6), never an empty listing.
+// and group exists, without creating anything. A missing dead-letter queue
+// of a group or queue that exists is errNoDeadLetters (the client is
+// closed); of one that does not exist either, ErrNotFound (exit code 6),
+// so that a mistyped name is never an empty listing.
 func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*messaging.Client, string, messaging.QueueInfo, error) {
 	c, err := openClient(ctx, e, g)
 	if err != nil {
@@ -108,13 +116,19 @@ func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*mess
 	q := messaging.DeadLetterQueue(topic, group)
 	info, err := c.Admin().Inspect(ctx, q, "")
 	if err != nil {
-		c.Close()
+		defer c.Close()
 		if errors.Is(err, messaging.ErrNotFound) {
 			of := "recipient or service queue " + topic
 			if group != "" {
 				of = "group " + group + " of topic " + topic
 			}
-			return nil, "", info, fmt.Errorf("dead-letter queue %s does not exist: nothing was ever dead-lettered from %s, or a name is mistyped: %w", q, of, err)
+			if _, serr := c.Admin().Inspect(ctx, topic, group); serr == nil {
+				g.log.Info("no dead letters: nothing was ever dead-lettered", "from", of, "queue", q)
+				return nil, q, info, errNoDeadLetters
+			} else if !errors.Is(serr, messaging.ErrNotFound) {
+				return nil, "", info, serr
+			}
+			return nil, "", info, fmt.Errorf("%s does not exist, nor its dead-letter queue %s (a name is mistyped?): %w", of, q, messaging.ErrNotFound)
 		}
 		return nil, "", info, err
 	}
@@ -123,6 +137,9 @@ func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*mess
 
 func dlqAdmin(ctx context.Context, e *env, g *global, op, topic, group string) error {
 	c, q, info, err := dlqOpen(ctx, e, g, topic, group)
+	if errors.Is(err, errNoDeadLetters) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -214,6 +231,9 @@ func listenDLQ(ctx context.Context, c *messaging.Client, q string, maxInFlight i
 
 func dlqList(ctx context.Context, e *env, g *global, topic, group string, wait time.Duration, maxN int, asJSON, receive bool) error {
 	c, q, info, err := dlqOpen(ctx, e, g, topic, group)
+	if errors.Is(err, errNoDeadLetters) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -316,6 +336,9 @@ func dlqReceive(ctx context.Context, e *env, g *global, c *messaging.Client, q s
 
 func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string, wait time.Duration, maxN int) error {
 	c, q, _, err := dlqOpen(ctx, e, g, topic, group)
+	if errors.Is(err, errNoDeadLetters) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
