@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/outbox/outboxtest"
+	_ "github.com/switchboard-go/switchboard/rabbitmq"
 	"github.com/switchboard-go/switchboard/rabbitmq/rabbitmqtest"
 	_ "github.com/switchboard-go/switchboard/sqs" // sqs://
 	"github.com/switchboard-go/switchboard/sqs/sqstest"
