@@ -150,13 +150,21 @@
 //     are ignored and the messages are redelivered to the new owner, in
 //     offset order (at-least-once; duplicates are possible, losses are
 //     not).
-//   - DeliveryCount is emulated: Kafka has none. The first message a member
-//     fetches from a partition it was assigned (the partition's oldest
-//     unfinished message) is counted durably in the metadata of the group's
-//     committed offset ("sb-attempts:<offset>:<n>"), committed before the
-//     message is handed out, so a message that crashes its consumers is
-//     reported with a growing count; later messages report 1. Cost: one
-//     offset commit per partition assignment.
+//   - DeliveryCount is emulated: Kafka has none. Every message a member
+//     hands out and has not finished is counted durably in the metadata of
+//     the group's committed offset ("sb-attempts:<offset>:<n>,..." in
+//     offset order), committed before Receive returns the batch (one
+//     commit per batch), and kept by each ordinary commit while the
+//     message is unfinished; so a message that crashes its consumers is
+//     reported with a growing count wherever it sits on its partition. A
+//     message fetched with a count an earlier member left (a crash
+//     suspect) is handed out alone: once the deliveries of its partition
+//     before it are settled, and nothing after it until it is settled, so
+//     a message beside a crashing one is not redelivered with each crash.
+//     The metadata holds at most 4,000 bytes (Kafka's default
+//     offset.metadata.max.bytes is 4,096; about 180 counts with 19-digit
+//     offsets): past it the newest unfinished messages are not recorded
+//     and count from 1 again after a crash.
 //   - Reply inboxes are one-partition topics per client, read without a
 //     group from their end at OpenInbox, and deleted by Inbox.Close.
 //     Sending to an inbox that no longer exists drops the reply.

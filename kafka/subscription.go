@@ -42,6 +42,10 @@ type subscription struct {
 	closed  bool // Close done
 	cur     *generation
 	wake    chan struct{} // commit wanted (buffered 1)
+	changed chan struct{} // closed (and replaced) when a delivery is handed out or settled, if waiting > 0
+	waiting int           // fetchers waiting in admit
+
+	commitMu sync.Mutex // serialises offset commits (each carries the latest counts)
 
 	closeOnce sync.Once
 }
@@ -77,12 +81,28 @@ type partition struct {
 	seek      int64
 	stopFetch context.CancelFunc
 
-	// Delivery counts (see attempts.go): attempts deliveries recorded for
-	// the message at offset attemptsAt (-1: none); counted once the
-	// first message of the generation was counted.
-	attemptsAt int64
-	attempts   int
-	counted    bool
+	// Delivery counts (see attempts.go): the recorded deliveries of each
+	// unfinished message, by offset. queued counts the deliveries waiting
+	// in subscription.out; suspect is the offset of a crash suspect
+	// handed out alone (-1: none), suspectEpoch the epoch it was fetched in.
+	counts       map[int64]*attemptCount
+	queued       int
+	suspect      int64
+	suspectEpoch int
+}
+
+// unsettled reports whether p has deliveries queued or handed out and not
+// settled.
+func (p *partition) unsettled() bool {
+	if p.queued > 0 {
+		return true
+	}
+	for _, e := range p.entries {
+		if !e.acked && !e.nacked {
+			return true
+		}
+	}
+	return false
 }
 
 type entry struct {
@@ -155,13 +175,14 @@ func (t *Transport) newSubscription(topic, gid string, opts transport.SubscribeO
 		n = 1024
 	}
 	s := &subscription{
-		t:     t,
-		topic: topic,
-		group: gid,
-		cg:    cg,
-		log:   t.log.With("group", gid),
-		out:   make(chan delivery, n),
-		wake:  make(chan struct{}, 1),
+		t:       t,
+		topic:   topic,
+		group:   gid,
+		cg:      cg,
+		log:     t.log.With("group", gid),
+		out:     make(chan delivery, n),
+		wake:    make(chan struct{}, 1),
+		changed: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.runWG.Add(1)
@@ -185,7 +206,7 @@ func (s *subscription) run() {
 		s.mu.Lock()
 		s.cur = g
 		for _, pa := range gen.Assignments[s.topic] {
-			p := &partition{g: g, id: pa.ID, next: -1, committed: -1, seek: -1, attemptsAt: -1}
+			p := &partition{g: g, id: pa.ID, next: -1, committed: -1, seek: -1, suspect: -1, counts: map[int64]*attemptCount{}}
 			if pa.Offset >= 0 {
 				p.next, p.committed = pa.Offset, pa.Offset
 			}
@@ -249,13 +270,61 @@ func (s *subscription) fetch(ctx context.Context, p *partition, start int64) {
 			}
 			continue // a Nack interrupted the fetch to rewind, or retry
 		}
-		count := s.countDelivery(ctx, p, m.Offset)
+		if !s.admit(ctx, p, epoch, m.Offset) {
+			if ctx.Err() != nil {
+				return
+			}
+			continue // rewound meanwhile: the seek applies
+		}
 		select {
-		case s.out <- delivery{p: p, epoch: epoch, count: count, msg: m}:
+		case s.out <- delivery{p: p, epoch: epoch, msg: m}:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// admit waits until the message at offset may be queued for Receive (see
+// attempts.go, crash suspects) and counts it as queued. It returns false
+// when ctx ends or the partition was rewound (epoch moved on).
+func (s *subscription) admit(ctx context.Context, p *partition, epoch int, offset int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if ctx.Err() != nil || p.epoch != epoch {
+			return false
+		}
+		if p.suspect >= 0 && (p.suspectEpoch != p.epoch || p.counts[p.suspect] == nil) {
+			p.suspect = -1 // settled, or released by a rewind
+		}
+		c := p.counts[offset]
+		isSuspect := c != nil && !c.mine
+		if p.suspect < 0 && (!isSuspect || !p.unsettled()) {
+			if isSuspect {
+				p.suspect, p.suspectEpoch = offset, epoch
+			}
+			p.queued++
+			return true
+		}
+		ch := s.changed
+		s.waiting++
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		s.waiting--
+	}
+}
+
+// notifyLocked wakes the fetchers waiting in admit. s.mu is held.
+func (s *subscription) notifyLocked() {
+	if s.waiting == 0 {
+		return
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // commitLoop commits acknowledged positions while the generation lives,
@@ -306,16 +375,21 @@ func (s *subscription) pending(g *generation) bool {
 
 // commit commits the positions of g's partitions that moved.
 func (s *subscription) commit(g *generation, final bool) {
+	s.commitMu.Lock()
 	s.mu.Lock()
 	offs := map[int]int64{}
+	var commits []kafkago.OffsetCommit
 	for id, p := range g.parts {
 		if pos := p.position(); pos >= 0 && pos > p.committed {
 			offs[id] = pos
+			// The counts of the messages still unfinished stay recorded.
+			commits = append(commits, kafkago.OffsetCommit{Partition: id, Offset: pos, Metadata: formatAttempts(p.counts, pos)})
 		}
 	}
 	s.mu.Unlock()
+	defer s.commitMu.Unlock()
 	if len(offs) > 0 {
-		err := g.gen.CommitOffsets(map[string]map[int]int64{s.topic: offs})
+		err := s.commitWithMetadata(context.Background(), g, commits, 0)
 		if err != nil {
 			// Not fatal: the group resumes from the last commit and
 			// redelivers (at least once).
@@ -354,15 +428,15 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 	if max < 1 {
 		max = 1
 	}
-	var out []*transport.Message
-	for len(out) == 0 {
+	var batch []delivery
+	for len(batch) == 0 {
 		if s.ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: kafka subscription", transport.ErrClosed)
 		}
 		select {
 		case d := <-s.out:
-			if m := s.deliver(d); m != nil {
-				out = append(out, m)
+			if s.deliver(d) {
+				batch = append(batch, d)
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -370,42 +444,50 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 			return nil, fmt.Errorf("%w: kafka subscription", transport.ErrClosed)
 		}
 	}
-	for len(out) < max {
+	for len(batch) < max {
 		select {
 		case d := <-s.out:
-			if m := s.deliver(d); m != nil {
-				out = append(out, m)
+			if s.deliver(d) {
+				batch = append(batch, d)
 			}
 			continue
 		default:
 		}
 		break
 	}
+	// Count the batch durably before handing it out (attempts.go).
+	s.countBatch(batch)
+	out := make([]*transport.Message, len(batch))
+	for i := range batch {
+		d := &batch[i]
+		m := decode(&d.msg)
+		m.AckID = ackID{p: d.p, offset: d.msg.Offset, epoch: d.epoch}
+		m.DeliveryCount = d.count
+		out[i] = m
+	}
 	return out, nil
 }
 
-// deliver records a delivery, or drops it if its partition was revoked.
-func (s *subscription) deliver(d delivery) *transport.Message {
+// deliver records a delivery, or drops it (false) if its partition was
+// revoked or rewound.
+func (s *subscription) deliver(d delivery) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	p := d.p
+	p.queued--
+	s.notifyLocked()
 	if p.revoked || s.closing || d.epoch != p.epoch {
-		s.mu.Unlock()
-		return nil
+		return false
 	}
 	off := d.msg.Offset
 	if p.next >= 0 && off < p.next {
 		// Already delivered in this generation (cannot happen with one
 		// fetcher per partition, but never go backwards).
-		s.mu.Unlock()
-		return nil
+		return false
 	}
 	p.entries = append(p.entries, entry{offset: off, epoch: p.epoch})
 	p.next = off + 1
-	s.mu.Unlock()
-	m := decode(&d.msg)
-	m.AckID = ackID{p: p, offset: off, epoch: d.epoch}
-	m.DeliveryCount = d.count
-	return m
+	return true
 }
 
 // Ack marks deliveries done; commits follow asynchronously (and at Close).
@@ -447,6 +529,7 @@ func (s *subscription) settle(ids []any, nack bool) error {
 		case !nack:
 			if !p.entries[i].nacked {
 				p.entries[i].acked = true
+				delete(p.counts, a.offset) // finished: its count goes
 			}
 		case p.revoked || s.closing:
 			p.entries[i].nacked = true // never commit past it
@@ -457,6 +540,7 @@ func (s *subscription) settle(ids []any, nack bool) error {
 		}
 		p.compact()
 	}
+	s.notifyLocked()
 	for p, o := range rewind {
 		// Forget the deliveries from o on; the fetcher restarts at o.
 		i := sort.Search(len(p.entries), func(i int) bool { return p.entries[i].offset >= o })

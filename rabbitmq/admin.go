@@ -52,7 +52,8 @@ func (t *Transport) adminCall(ctx context.Context, op string, fn func(ch *amqp.C
 	return nil
 }
 
-// adminQueue returns the AMQP queue of a group or queue address.
+// adminQueue returns the AMQP queue of a queue address; a topic address
+// names a consumer group, whose queues adminGroup returns.
 func (t *Transport) adminQueue(a transport.Address, group string) (string, error) {
 	if err := validName(a); err != nil {
 		return "", err
@@ -62,7 +63,7 @@ func (t *Transport) adminQueue(a transport.Address, group string) (string, error
 		if group == "" {
 			return "", fmt.Errorf("%w: rabbitmq: a consumer group of %s needs a group name", transport.ErrInvalid, a)
 		}
-		return t.GroupQueueName(a.Name, group), nil
+		return "", nil
 	case transport.KindQueue:
 		if group != "" {
 			return "", fmt.Errorf("%w: rabbitmq: queue %q takes no group", transport.ErrInvalid, a.Name)
@@ -72,10 +73,58 @@ func (t *Transport) adminQueue(a transport.Address, group string) (string, error
 	return "", fmt.Errorf("%w: rabbitmq: no admin operations on a %s address", transport.ErrInvalid, a.Kind)
 }
 
+// groupQueues names the queues of a partitioned consumer group (see the
+// package doc, Topology): the queues that hold its messages (the
+// GroupPartitions partition queues, then the 0.1 group queue
+// GroupQueueName, which an upgraded deployment may still hold) and the
+// members queue, whose consumers are the group's members.
+func (t *Transport) groupQueues(topic, group string) (holding []string, members string) {
+	holding = append(t.PartitionQueueNames(topic, group), t.GroupQueueName(topic, group))
+	return holding, t.MembersQueueName(topic, group)
+}
+
 // inspect declares the queue passively: it fails with a 404 (ErrNotFound)
 // when the queue is missing, and creates nothing.
 func inspect(ch *amqp.Channel, queue string) (amqp.Queue, error) {
 	return ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+}
+
+// groupQueue is one queue of a group found by inspectGroup.
+type groupQueue struct {
+	name string
+	st   amqp.Queue
+}
+
+// inspectGroup declares every queue of a group passively, each on a
+// channel of its own (a 404 closes the channel), and returns the holding
+// queues that exist and the members queue's state (found false when it
+// is missing). It fails with ErrNotFound when none of the group's queues
+// exists.
+func (t *Transport) inspectGroup(ctx context.Context, op, topic, group string) (found []groupQueue, members amqp.Queue, membersFound bool, err error) {
+	holding, mq := t.groupQueues(topic, group)
+	for _, q := range append(holding, mq) {
+		var st amqp.Queue
+		err := t.adminCall(ctx, op+" "+q, func(ch *amqp.Channel) error {
+			var err error
+			st, err = inspect(ch, q)
+			return err
+		})
+		switch {
+		case errors.Is(err, transport.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, amqp.Queue{}, false, err
+		case q == mq:
+			members, membersFound = st, true
+		default:
+			found = append(found, groupQueue{name: q, st: st})
+		}
+	}
+	if len(found) == 0 && !membersFound {
+		return nil, amqp.Queue{}, false, fmt.Errorf("%w: rabbitmq: %s: consumer group %q of topic %q has no queue (%s~p0..p%d, ~members)",
+			transport.ErrNotFound, op, group, topic, t.GroupQueueName(topic, group), GroupPartitions-1)
+	}
+	return found, members, membersFound, nil
 }
 
 // deleteQueue deletes an existing queue. queue.delete of a missing queue
@@ -90,14 +139,35 @@ func (t *Transport) deleteQueue(ctx context.Context, queue string) error {
 	})
 }
 
-// DeleteGroup implements transport.Admin: it deletes the group's queue
-// (its binding goes with it).
+// DeleteGroup implements transport.Admin: it deletes every queue of the
+// group that exists (its partition queues, its members queue and a 0.1
+// group queue left by an upgrade), their bindings with them. It fails
+// with ErrNotFound when none exists.
 func (t *Transport) DeleteGroup(ctx context.Context, topic, group string) error {
-	q, err := t.adminQueue(transport.Topic(topic), group)
+	if _, err := t.adminQueue(transport.Topic(topic), group); err != nil {
+		return err
+	}
+	found, _, membersFound, err := t.inspectGroup(ctx, "delete group", topic, group)
 	if err != nil {
 		return err
 	}
-	return t.deleteQueue(ctx, q)
+	var names []string
+	for _, q := range found {
+		names = append(names, q.name)
+	}
+	if membersFound {
+		names = append(names, t.MembersQueueName(topic, group))
+	}
+	for _, q := range names {
+		err := t.adminCall(ctx, "delete queue "+q, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(q, false, false, false)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteQueue implements transport.Admin.
@@ -109,31 +179,66 @@ func (t *Transport) DeleteQueue(ctx context.Context, name string) error {
 	return t.deleteQueue(ctx, q)
 }
 
-// Purge implements transport.Admin with queue.purge, which removes the
-// ready messages; those delivered to a consumer and not yet acknowledged
-// are kept.
+// Purge implements transport.Admin with queue.purge (of every partition
+// queue of a group), which removes the ready messages; those delivered to
+// a consumer and not yet acknowledged are kept.
 func (t *Transport) Purge(ctx context.Context, a transport.Address, group string) error {
 	q, err := t.adminQueue(a, group)
 	if err != nil {
 		return err
 	}
-	return t.adminCall(ctx, "purge queue "+q, func(ch *amqp.Channel) error {
-		if _, err := inspect(ch, q); err != nil {
+	names := []string{q}
+	if a.Kind == transport.KindTopic {
+		found, _, _, err := t.inspectGroup(ctx, "purge group", a.Name, group)
+		if err != nil {
 			return err
 		}
-		_, err := ch.QueuePurge(q, false)
-		return err
-	})
+		names = names[:0]
+		for _, g := range found {
+			names = append(names, g.name)
+		}
+	}
+	for _, q := range names {
+		err := t.adminCall(ctx, "purge queue "+q, func(ch *amqp.Channel) error {
+			if _, err := inspect(ch, q); err != nil {
+				return err
+			}
+			_, err := ch.QueuePurge(q, false)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Inspect implements transport.Admin with a passive queue.declare: the
-// ready messages and the consumers.
+// Inspect implements transport.Admin with passive queue.declares. For a
+// queue: its ready messages and consumers. For a consumer group: the
+// ready messages of all its partition queues (and of a 0.1 group queue
+// left by an upgrade), and its members (the consumers of its members
+// queue; where that queue is missing, the most consumers of any of its
+// queues).
 func (t *Transport) Inspect(ctx context.Context, a transport.Address, group string) (transport.QueueInfo, error) {
 	q, err := t.adminQueue(a, group)
 	if err != nil {
 		return transport.QueueInfo{}, err
 	}
 	var info transport.QueueInfo
+	if a.Kind == transport.KindTopic {
+		found, members, membersFound, err := t.inspectGroup(ctx, "inspect group", a.Name, group)
+		if err != nil {
+			return info, err
+		}
+		for _, g := range found {
+			info.Messages += g.st.Messages
+			info.Consumers = max(info.Consumers, g.st.Consumers)
+		}
+		if membersFound {
+			info.Consumers = members.Consumers
+		}
+		return info, nil
+	}
 	err = t.adminCall(ctx, "inspect queue "+q, func(ch *amqp.Channel) error {
 		st, err := inspect(ch, q)
 		info = transport.QueueInfo{Messages: st.Messages, Consumers: st.Consumers}

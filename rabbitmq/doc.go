@@ -238,7 +238,14 @@
 // Transport implements transport.Admin (see messaging.Admin): passive
 // queue.declare to inspect (ready messages and consumers) without
 // creating, queue.purge, queue.delete; it cannot peek, since a quorum
-// queue counts every delivery in x-delivery-count. It implements
+// queue counts every delivery in x-delivery-count. On a consumer group it
+// acts on every queue of the group (its partition queues, its members
+// queue, and a 0.1 group queue prefix+T+"~"+G left by an upgrade):
+// Inspect sums the ready messages of the partitions and reports the
+// consumers of the members queue (the group's members), Purge purges
+// every partition, DeleteGroup deletes every queue (their bindings go
+// with them); each fails with transport.ErrNotFound only when none of
+// the group's queues exists. It implements
 // transport.ConsumerCounter, so a request to a service whose queue has
 // no consumer fails at once with messaging.ErrNoResponders, and it sets
 // the expiration property of requests to their deadline, so an expired

@@ -189,6 +189,25 @@ func testAdminCommands(t *testing.T, w *world) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The group's messages, over all its queues (RabbitMQ: its partitions).
+	for _, key := range []string{"a", "b", "c"} {
+		if err := c.Publish(context.Background(), topic, &messaging.Message{Key: key, Body: []byte(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut = w.run("admin", "inspect", topic, "billing", "--json")
+	expectCode(t, "admin inspect of a group", code, exitOK, errOut)
+	exact := strings.HasPrefix(w.url, "amqp") || w.broker != nil // counts without approximation or commits
+	if err := json.Unmarshal([]byte(out), &info); err != nil || (exact && info.Messages != 3) {
+		t.Errorf("admin inspect of a group = %q (%v); want 3 messages", out, err)
+	}
+	code, _, errOut = w.run("admin", "purge", topic, "billing")
+	expectCode(t, "admin purge of a group", code, exitOK, errOut)
+	code, out, errOut = w.run("admin", "inspect", topic, "billing")
+	expectCode(t, "admin inspect of a group after purge", code, exitOK, errOut)
+	if exact && !strings.Contains(out, "messages=0") {
+		t.Errorf("admin inspect of a group after purge = %q", out)
+	}
 	code, _, errOut = w.run("admin", "delete-group", topic, "billing")
 	expectCode(t, "admin delete-group", code, exitOK, errOut)
 	code, _, errOut = w.run("admin", "delete-group", topic, "billing")
