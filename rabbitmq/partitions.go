@@ -2,6 +2,8 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
@@ -289,16 +291,24 @@ func (s *subscription) startParts(ctx context.Context, exchange, group string, p
 			if err := ch.Qos(prefetch, 0, false); err != nil {
 				return nil, brokerErr("set QoS", err)
 			}
-			if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-				return nil, brokerErr("declare exchange "+exchange, err)
+			if err := t.declareTopicExchange(ch, exchange); err != nil {
+				return nil, err
 			}
-			record(t.brokerID, exchange, 'x')
 			if _, err := ch.QueueDeclare(q, true, false, false, false, t.partitionQueueArgs()); err != nil {
 				return nil, mismatch(brokerErr("declare queue "+q, err), q)
 			}
 			record(t.brokerID, q, 'q')
 			if err := ch.QueueBind(q, binding, exchange, false, nil); err != nil {
 				return nil, brokerErr("bind queue "+q, err)
+			}
+			if i == 0 {
+				// Messages from producers that are not Switchboard
+				// carry routing keys no partition binds: the topic
+				// exchange's alternate exchange hands them to
+				// partition 0 of every group.
+				if err := ch.QueueBind(q, "", foreignExchangeName(exchange), false, nil); err != nil {
+					return nil, brokerErr("bind queue "+q, err)
+				}
 			}
 			d, err := ch.Consume(q, "", false, false, false, false, nil)
 			if err != nil {
@@ -372,4 +382,32 @@ func (s *subscription) receiveParts(ctx context.Context, max int) ([]*transport.
 			return nil, errClosed("receive")
 		}
 	}
+}
+
+// foreignExchangeName returns the name of the alternate exchange of a
+// topic's exchange: a fanout exchange that receives the messages no
+// partition binding matched, which are those of producers that are not
+// Switchboard (their routing keys are not "<partition>.<key>"), and hands
+// them to partition 0 of every consumer group.
+func foreignExchangeName(exchange string) string { return fit(exchange + "~foreign") }
+
+// declareTopicExchange declares a topic's exchange, with its alternate
+// exchange (see foreignExchangeName), on ch. A topic exchange declared
+// without the alternate exchange (by Switchboard 0.1) fails with
+// ErrInvalid: delete it to let it be declared again.
+func (t *Transport) declareTopicExchange(ch *amqp.Channel, exchange string) error {
+	ae := foreignExchangeName(exchange)
+	if err := ch.ExchangeDeclare(ae, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return brokerErr("declare exchange "+ae, err)
+	}
+	record(t.brokerID, ae, 'x')
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, amqp.Table{"alternate-exchange": ae}); err != nil {
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("%w: rabbitmq: exchange %q exists without its alternate exchange (declared by Switchboard 0.1?); delete it: %w", transport.ErrInvalid, exchange, aerr)
+		}
+		return brokerErr("declare exchange "+exchange, err)
+	}
+	record(t.brokerID, exchange, 'x')
+	return nil
 }

@@ -115,10 +115,9 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 			return nil, brokerErr("set QoS", err)
 		}
 		if exchange != "" {
-			if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-				return nil, brokerErr("declare exchange "+exchange, err)
+			if err := t.declareTopicExchange(ch, exchange); err != nil {
+				return nil, err
 			}
-			record(t.brokerID, exchange, 'x')
 		}
 		if _, err := ch.QueueDeclare(s.queue, true, false, false, false, t.queueArgs()); err != nil {
 			return nil, mismatch(brokerErr("declare queue "+s.queue, err), s.queue)

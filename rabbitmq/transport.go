@@ -231,12 +231,11 @@ func (t *Transport) ensureExchange(ctx context.Context, topic string) error {
 		return nil
 	}
 	err := t.rpc(ctx, "declare exchange "+name, func(ch *amqp.Channel) error {
-		return ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil)
+		return t.declareTopicExchange(ch, name)
 	})
 	if err != nil {
 		return err
 	}
-	record(t.brokerID, name, 'x')
 	t.mu.Lock()
 	t.exchanges[name] = gen
 	t.mu.Unlock()
