@@ -22,7 +22,7 @@ import (
 // request's ce-replyto attribute, with the request's ce-correlationid; the
 // deadline is sb-deadline in the sb-headers JSON attribute.
 func TestRawResponder(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // a raw responder on a standard queue; FIFO (the default) also needs MessageGroupId
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := messaging.New(tr)

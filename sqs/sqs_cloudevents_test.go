@@ -57,7 +57,7 @@ func attrStrings(t *testing.T, m *transport.Message) (map[string]string, string)
 // event; traceparent and tracestate are top-level attributes; at most 10
 // attributes. Switchboard reads the events the SDK writes.
 func TestCloudEventsSDK(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // raw producers write standard queues here
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := messaging.New(tr, messaging.WithSource("urn:test:sqs"))
@@ -163,7 +163,7 @@ func TestCloudEventsSDK(t *testing.T) {
 // attribute named like another binding's attribute arrive escaped, never
 // as envelope fields, and the received message can be sent again.
 func TestForeignMessages(t *testing.T) {
-	tr := open(t, "")
+	tr := open(t, "fifo=false") // raw producers write standard queues here
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := messaging.New(tr, messaging.WithSource("urn:test:sqs-relay"))
