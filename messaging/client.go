@@ -85,7 +85,10 @@ func New(t transport.Transport, opts ...ClientOption) (*Client, error) {
 		drainTimeout:   30 * time.Second,
 		requestTimeout: 30 * time.Second,
 	}
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, invalid("client option %d of %d is nil", i+1, len(opts))
+		}
 		opt(&o)
 	}
 	if err := o.validate(); err != nil {
@@ -338,10 +341,16 @@ func (c *Client) removeSub(s *Subscription) {
 
 func (c *Client) subOptions(opts []SubscribeOption) (subOptions, error) {
 	o := subOptions{retry: DefaultRetryPolicy, maxInFlight: 64, keyOrdering: true}
-	for _, opt := range c.o.subDefaults {
+	for i, opt := range c.o.subDefaults {
+		if opt == nil {
+			return o, invalid("WithSubscribeDefaults: option %d of %d is nil", i+1, len(c.o.subDefaults))
+		}
 		opt(&o)
 	}
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return o, invalid("subscribe option %d of %d is nil", i+1, len(opts))
+		}
 		opt(&o)
 	}
 	return o, o.validate()
