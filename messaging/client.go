@@ -185,7 +185,7 @@ func (c *Client) declareRecipient(ctx context.Context, recipient string) error {
 	err := c.t.Declare(ctx, transport.Queue(recipient))
 	c.ops.Done()
 	if err != nil {
-		return fmt.Errorf("switchboard: declare queue of recipient %s: %w", recipient, err)
+		return wrapOp(err, "declare queue of recipient", recipient, recipient)
 	}
 	c.declared.Store(recipient, struct{}{})
 	return nil
@@ -211,7 +211,7 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 		}
 	}
 	if err := c.transmit(ctx, sendOp(to), to, b.ptrs); err != nil {
-		return fmt.Errorf("switchboard: send to %s: %w", to, err)
+		return wrapOp(err, "send to", to.String(), to.Name)
 	}
 	return nil
 }
@@ -316,7 +316,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		rt.close()
 	}
 	if err := c.t.Close(); err != nil && !errors.Is(err, ErrClosed) {
-		errs = append(errs, fmt.Errorf("switchboard: close transport: %w", err))
+		errs = append(errs, wrapOp(err, "close transport", "", ""))
 	}
 	c.closeErr = errors.Join(errs...)
 	close(c.closing)

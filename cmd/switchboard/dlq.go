@@ -114,7 +114,12 @@ func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*mess
 			if group != "" {
 				of = "group " + group + " of topic " + topic
 			}
-			return nil, "", info, fmt.Errorf("dead-letter queue %s does not exist: nothing was ever dead-lettered from %s, or a name is mistyped: %w", q, of, err)
+			// The adapter's text would name q again: say it once (the
+			// broker error stays reachable with errors.As).
+			return nil, "", info, &notFoundError{
+				text: fmt.Sprintf("dead-letter queue %s does not exist: nothing was ever dead-lettered from %s, or a name is mistyped", q, of),
+				err:  err,
+			}
 		}
 		return nil, "", info, err
 	}
@@ -396,3 +401,14 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 	g.log.Info("redrove dead letters", "queue", q, "count", n)
 	return runErr
 }
+
+// notFoundError says in its own words that something does not exist,
+// without repeating the name the wrapped error (which matches
+// messaging.ErrNotFound) gives again.
+type notFoundError struct {
+	text string
+	err  error
+}
+
+func (e *notFoundError) Error() string { return e.text }
+func (e *notFoundError) Unwrap() error { return e.err }
