@@ -61,7 +61,18 @@ func OncePrefix(s string) string {
 }
 
 // Names reports whether err's text already names name (a queue, topic or
-// service), so that a layer above need not say it again.
+// service), so that a layer above need not say it again. An adapter that
+// renders names in its broker's alphabet (SQS: "prices.rpc" becomes
+// "prices_drpc.fifo") names them too when it gives the part before the
+// first '.'.
 func Names(err error, name string) bool {
-	return err != nil && name != "" && strings.Contains(err.Error(), name)
+	if err == nil || name == "" {
+		return false
+	}
+	text := err.Error()
+	if strings.Contains(text, name) {
+		return true
+	}
+	base, _, dotted := strings.Cut(name, ".")
+	return dotted && base != "" && strings.Contains(text, base)
 }
