@@ -249,6 +249,9 @@ func badInvalidOptions(e *env) {
 		"WithLogger(nil)":                            messaging.WithLogger(nil),
 		"WithSubscribeDefaults(WithMaxInFlight(0))":  messaging.WithSubscribeDefaults(messaging.WithMaxInFlight(0)),
 		"WithSubscribeDefaults(WithMaxAttempts(-1))": messaging.WithSubscribeDefaults(messaging.WithMaxAttempts(-1)),
+		"WithSendMiddleware(nil)":                    messaging.WithSendMiddleware(nil),
+		"WithSubscribeDefaults(WithMiddleware(nil))": messaging.WithSubscribeDefaults(messaging.WithMiddleware(nil)),
+		"a nil ClientOption":                         nil,
 	}
 	for what, o := range clientOpts {
 		tr := e.transport()
@@ -273,6 +276,8 @@ func badInvalidOptions(e *env) {
 		"Jitter -0.1":              retry(func(p *messaging.RetryPolicy) { p.Jitter = -0.1 }),
 		"Jitter 1.5":               retry(func(p *messaging.RetryPolicy) { p.Jitter = 1.5 }),
 		"WithDeadLetterQueue(bad)": messaging.WithDeadLetterQueue("bad name"),
+		"WithMiddleware(nil)":      messaging.WithMiddleware(nil),
+		"a nil SubscribeOption":    nil,
 	}
 	h := (&recorder{}).handle
 	for what, o := range subOpts {

@@ -159,6 +159,7 @@ var baseCases = []testCase{
 	{"BadInput", "HugeHeaders", badHugeHeaders},
 	{"BadInput", "MessageTooLarge", badMessageTooLarge},
 	{"BadInput", "InvalidOptions", badInvalidOptions},
+	{"BadInput", "ErrorTextOnce", badErrorTextOnce},
 	{"BadInput", "InvalidBatchSendsNothing", badInvalidBatch},
 
 	{"Message", "Headers", messageHeaders},

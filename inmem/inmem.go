@@ -103,7 +103,11 @@ func openURL(_ context.Context, u *url.URL) (transport.Transport, error) {
 			transport.ErrInvalid, transport.RedactURL(u))
 	}
 	var opts []Option
-	for k, vs := range u.Query() {
+	q, err := transport.Query(u)
+	if err != nil {
+		return nil, fmt.Errorf("%w: inmem: %v", transport.ErrInvalid, err)
+	}
+	for k, vs := range q {
 		v := vs[len(vs)-1]
 		n, err := strconv.Atoi(v)
 		switch k {

@@ -198,6 +198,9 @@ func ParseURL(u *url.URL) ([]string, Options, error) {
 		if host, _, _ := net.SplitHostPort(h); host == "" {
 			return bad("broker address %q has no host (want kafka://host:9092,host2:9092)", h)
 		}
+		if err := transport.CheckPort(h); err != nil {
+			return bad("broker address: %v", err)
+		}
 		brokers = append(brokers, h)
 	}
 	if len(brokers) == 0 {
@@ -206,7 +209,10 @@ func ParseURL(u *url.URL) ([]string, Options, error) {
 	if u.Path != "" && u.Path != "/" {
 		return bad("unexpected path %q", u.Path)
 	}
-	q := u.Query()
+	q, err := transport.Query(u)
+	if err != nil {
+		return bad("%v", err)
+	}
 	for k, vs := range q {
 		if _, ok := urlParams[k]; !ok {
 			return bad("unknown option %q; accepted: %s", k, acceptedParams())

@@ -102,7 +102,7 @@ func (a *Admin) DeleteGroup(ctx context.Context, topic, group string) error {
 	}
 	defer a.c.ops.Done()
 	if err := ta.DeleteGroup(ctx, topic, group); err != nil {
-		return fmt.Errorf("switchboard: delete group %s of topic %s: %w", group, topic, err)
+		return wrapOp(err, "delete", "group "+group+" of topic "+topic, topic)
 	}
 	return nil
 }
@@ -120,7 +120,7 @@ func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	defer a.c.ops.Done()
 	a.c.declared.Delete(name)
 	if err := ta.DeleteQueue(ctx, name); err != nil {
-		return fmt.Errorf("switchboard: delete queue %s: %w", name, err)
+		return wrapOp(err, "delete queue", name, name)
 	}
 	return nil
 }
@@ -138,7 +138,7 @@ func (a *Admin) Purge(ctx context.Context, name, group string) error {
 	defer a.c.ops.Done()
 	addr, what := address(name, group)
 	if err := ta.Purge(ctx, addr, group); err != nil {
-		return fmt.Errorf("switchboard: purge %s: %w", what, err)
+		return wrapOp(err, "purge", what, name)
 	}
 	return nil
 }
@@ -155,7 +155,7 @@ func (a *Admin) Inspect(ctx context.Context, name, group string) (QueueInfo, err
 	addr, what := address(name, group)
 	info, err := ta.Inspect(ctx, addr, group)
 	if err != nil {
-		return QueueInfo{}, fmt.Errorf("switchboard: inspect %s: %w", what, err)
+		return QueueInfo{}, wrapOp(err, "inspect", what, name)
 	}
 	return info, nil
 }
@@ -184,7 +184,7 @@ func (a *Admin) Peek(ctx context.Context, name, group string, max int) ([]*Messa
 	addr, what := address(name, group)
 	tms, err := ta.Peek(ctx, addr, group, max)
 	if err != nil {
-		return nil, fmt.Errorf("switchboard: peek %s: %w", what, err)
+		return nil, wrapOp(err, "peek", what, name)
 	}
 	out := make([]*Message, len(tms))
 	for i, tm := range tms {

@@ -85,7 +85,10 @@ func New(t transport.Transport, opts ...ClientOption) (*Client, error) {
 		drainTimeout:   30 * time.Second,
 		requestTimeout: 30 * time.Second,
 	}
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, invalid("client option %d of %d is nil", i+1, len(opts))
+		}
 		opt(&o)
 	}
 	if err := o.validate(); err != nil {
@@ -182,7 +185,7 @@ func (c *Client) declareRecipient(ctx context.Context, recipient string) error {
 	err := c.t.Declare(ctx, transport.Queue(recipient))
 	c.ops.Done()
 	if err != nil {
-		return fmt.Errorf("switchboard: declare queue of recipient %s: %w", recipient, err)
+		return wrapOp(err, "declare queue of recipient", recipient, recipient)
 	}
 	c.declared.Store(recipient, struct{}{})
 	return nil
@@ -208,7 +211,7 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 		}
 	}
 	if err := c.transmit(ctx, sendOp(to), to, b.ptrs); err != nil {
-		return fmt.Errorf("switchboard: send to %s: %w", to, err)
+		return wrapOp(err, "send to", to.String(), to.Name)
 	}
 	return nil
 }
@@ -313,7 +316,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		rt.close()
 	}
 	if err := c.t.Close(); err != nil && !errors.Is(err, ErrClosed) {
-		errs = append(errs, fmt.Errorf("switchboard: close transport: %w", err))
+		errs = append(errs, wrapOp(err, "close transport", "", ""))
 	}
 	c.closeErr = errors.Join(errs...)
 	close(c.closing)
@@ -338,10 +341,16 @@ func (c *Client) removeSub(s *Subscription) {
 
 func (c *Client) subOptions(opts []SubscribeOption) (subOptions, error) {
 	o := subOptions{retry: DefaultRetryPolicy, maxInFlight: 64, keyOrdering: true}
-	for _, opt := range c.o.subDefaults {
+	for i, opt := range c.o.subDefaults {
+		if opt == nil {
+			return o, invalid("WithSubscribeDefaults: option %d of %d is nil", i+1, len(c.o.subDefaults))
+		}
 		opt(&o)
 	}
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return o, invalid("subscribe option %d of %d is nil", i+1, len(opts))
+		}
 		opt(&o)
 	}
 	return o, o.validate()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -111,4 +112,34 @@ func invalid(format string, args ...any) error {
 
 func errorf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
+}
+
+// wrapOp wraps the error of a transport call, following transport's error
+// text convention: "switchboard: <op> <what>: <adapter's error>", where
+// what (naming the destination, name within it) is left out when the
+// adapter's text already names name, and "switchboard: " is printed once
+// (transport.Layer).
+func wrapOp(err error, op, what, name string) error {
+	if err == nil {
+		return nil
+	}
+	if what != "" && !transport.Names(err, name) {
+		op += " " + what
+	} else {
+		// "send request to", "declare queue of recipient": without their
+		// object ("send request", "declare queue").
+		op = strings.TrimSuffix(strings.TrimSuffix(op, " to"), " of recipient")
+	}
+	return transport.Layer(err, "switchboard: "+op)
+}
+
+// noResponders is ErrNoResponders for a request to service that err (the
+// transport's) says could not be delivered: the service is named unless
+// err names it already.
+func noResponders(err error, service string) error {
+	text := "switchboard: no responders"
+	if !transport.Names(err, service) {
+		text += ": nobody serves " + service
+	}
+	return transport.Layer(err, text, ErrNoResponders)
 }

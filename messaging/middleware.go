@@ -16,9 +16,18 @@ type Middleware func(next Handler) Handler
 
 // WithMiddleware adds middleware to a subscription. The first one given
 // is the outermost. Middleware set with WithSubscribeDefaults runs
-// outside a subscription's own.
+// outside a subscription's own. A nil Middleware makes the subscribing
+// call (or, given to WithSubscribeDefaults, Open and New) fail with
+// ErrInvalid.
 func WithMiddleware(mw ...Middleware) SubscribeOption {
-	return func(o *subOptions) { o.middleware = append(o.middleware, mw...) }
+	return func(o *subOptions) {
+		for i, m := range mw {
+			if m == nil && o.err == nil {
+				o.err = invalid("WithMiddleware: middleware %d of %d is nil", i+1, len(mw))
+			}
+		}
+		o.middleware = append(o.middleware, mw...)
+	}
 }
 
 // SendFunc sends a batch of messages through the transport, as
@@ -34,8 +43,17 @@ type SendMiddleware func(next SendFunc) SendFunc
 
 // WithSendMiddleware adds send middleware to the client. The first one
 // given is the outermost.
+//
+// A nil SendMiddleware makes Open and New fail with ErrInvalid.
 func WithSendMiddleware(mw ...SendMiddleware) ClientOption {
-	return func(o *clientOptions) { o.sendMiddleware = append(o.sendMiddleware, mw...) }
+	return func(o *clientOptions) {
+		for i, m := range mw {
+			if m == nil && o.err == nil {
+				o.err = invalid("WithSendMiddleware: middleware %d of %d is nil", i+1, len(mw))
+			}
+		}
+		o.sendMiddleware = append(o.sendMiddleware, mw...)
+	}
 }
 
 func chainHandler(h Handler, mw []Middleware) Handler {

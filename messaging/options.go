@@ -75,6 +75,7 @@ type clientOptions struct {
 	propagator     propagation.TextMapPropagator
 	source         string // CloudEvents source (source.go)
 	sourceSet      bool
+	err            error // the first bad option (a nil function)
 }
 
 // WithLogger sets the logger the client and its subscriptions log to. The
@@ -103,6 +104,8 @@ func WithSubscribeDefaults(opts ...SubscribeOption) ClientOption {
 
 func (o *clientOptions) validate() error {
 	switch {
+	case o.err != nil:
+		return o.err
 	case o.logger == nil:
 		return invalid("WithLogger(nil)")
 	case o.drainTimeout <= 0:
@@ -123,6 +126,7 @@ type subOptions struct {
 	deadLetter  string
 	keyOrdering bool
 	middleware  []Middleware
+	err         error // the first bad option (a nil function)
 }
 
 // WithRetry sets the retry policy of the subscription's handler; zero
@@ -160,6 +164,9 @@ func WithKeyOrdering(on bool) SubscribeOption {
 }
 
 func (o *subOptions) validate() error {
+	if o.err != nil {
+		return o.err
+	}
 	if o.maxInFlight < 1 {
 		return invalid("max in flight is %d; it must be at least 1", o.maxInFlight)
 	}

@@ -2,7 +2,7 @@ package messaging
 
 import (
 	"context"
-	"fmt"
+	"strings"
 
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -35,7 +35,10 @@ func (c *Client) Ping(ctx context.Context) error {
 		return nil
 	}
 	if err := p.Ping(ctx); err != nil {
-		return fmt.Errorf("switchboard: ping %s: %w", c.caps.Name, err)
+		if strings.Contains(err.Error(), "ping") {
+			return transport.Layer(err, "switchboard") // the adapter said "<name>: ping"
+		}
+		return transport.Layer(err, "switchboard: ping "+c.caps.Name)
 	}
 	return nil
 }

@@ -185,7 +185,7 @@ func (c *Client) Request(ctx context.Context, service string, req *Message) (*Me
 	if err != nil {
 		endSpan(span, err)
 		if errors.Is(err, transport.ErrNotFound) {
-			return nil, fmt.Errorf("%w: nobody serves %s: %w", ErrNoResponders, service, err)
+			return nil, noResponders(err, service)
 		}
 		return nil, err
 	}
@@ -349,7 +349,7 @@ func (c *Client) RequestAsync(ctx context.Context, service string, req *Message,
 	if err != nil {
 		endSpan(span, err)
 		if errors.Is(err, transport.ErrNotFound) {
-			return nil, fmt.Errorf("%w: nobody serves %s: %w", ErrNoResponders, service, err)
+			return nil, noResponders(err, service)
 		}
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func (c *Client) startRequest(ctx context.Context, to transport.Address, req *Me
 	}
 	if err := c.transmit(ctx, sendOp(to), to, []*transport.Message{tm}); err != nil {
 		rt.unregister(corr)
-		return time.Time{}, fmt.Errorf("switchboard: send request to %s: %w", to, err)
+		return time.Time{}, wrapOp(err, "send request to", to.String(), to.Name)
 	}
 	return deadline, nil
 }
@@ -637,7 +637,7 @@ func (c *Client) openInbox(ctx context.Context, op *inboxOpening) {
 	defer close(op.done)
 	c.opening = nil
 	if err != nil {
-		op.err = fmt.Errorf("switchboard: open reply inbox: %w", err)
+		op.err = wrapOp(err, "open reply inbox", "", "")
 		return
 	}
 	rctx, cancel := context.WithCancel(context.Background())

@@ -35,11 +35,11 @@ func (c *Client) checkResponders(ctx context.Context, service string) error {
 	n, err := cc.Consumers(ctx, q)
 	switch {
 	case errors.Is(err, transport.ErrNotFound):
-		return fmt.Errorf("%w: nobody serves %s: %w", ErrNoResponders, service, err)
+		return noResponders(err, service)
 	case err != nil:
 		return nil
 	case n == 0:
-		return fmt.Errorf("%w: nobody serves %s now: its request queue %s has no consumer", ErrNoResponders, service, q)
+		return fmt.Errorf("%w: nobody serves %s now (its request queue has no consumer)", ErrNoResponders, service)
 	}
 	c.served.Store(service, time.Now())
 	return nil

@@ -146,7 +146,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	// leaves no empty dead-letter queue behind.
 	ts, err := c.t.Subscribe(ctx, from, group, transport.SubscribeOptions{MaxInFlight: o.maxInFlight})
 	if err != nil {
-		return nil, fmt.Errorf("switchboard: subscribe to %s: %w", from, err)
+		return nil, wrapOp(err, "subscribe to", from.String(), from.Name)
 	}
 	s := &Subscription{
 		c:        c,
@@ -227,7 +227,11 @@ func (s *Subscription) run() {
 			return
 		}
 		if errors.Is(err, ErrClosed) {
-			s.fail(fmt.Errorf("switchboard: subscription to %s stopped: %w", s.source, err))
+			text := "switchboard: subscription to " + s.source + " stopped"
+			if transport.Names(err, s.source) {
+				text = "switchboard: subscription stopped"
+			}
+			s.fail(transport.Layer(err, text))
 			return
 		}
 		failures++
@@ -580,7 +584,7 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 		s.hardStop()
 		s.acks.close()
 		if err := s.ts.Close(); err != nil && !errors.Is(err, ErrClosed) && s.closeErr == nil {
-			s.closeErr = fmt.Errorf("switchboard: close subscription to %s: %w", s.source, err)
+			s.closeErr = wrapOp(err, "close subscription to", s.source, s.source)
 		}
 		s.c.removeSub(s)
 		close(s.done)

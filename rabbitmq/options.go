@@ -116,7 +116,15 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 		// amqp091-go would dial guest@localhost: a URL must say where.
 		return "", o, fmt.Errorf("%w: rabbitmq: URL %s has no host; want %s://user:pass@host:5672/vhost", transport.ErrInvalid, transport.RedactURL(u), u.Scheme)
 	}
-	q := u.Query()
+	for _, h := range strings.Split(u.Host, ",") {
+		if err := transport.CheckPort(strings.TrimSpace(h)); err != nil {
+			return "", o, fmt.Errorf("%w: rabbitmq: URL %s: %v", transport.ErrInvalid, transport.RedactURL(u), err)
+		}
+	}
+	q, err := transport.Query(u)
+	if err != nil {
+		return "", o, fmt.Errorf("%w: rabbitmq: URL %s: %v", transport.ErrInvalid, transport.RedactURL(u), err)
+	}
 	keep := url.Values{}
 	bad := func(k, v, want string) error {
 		return fmt.Errorf("%w: rabbitmq: URL parameter %s=%q: %s", transport.ErrInvalid, k, v, want)

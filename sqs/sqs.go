@@ -156,7 +156,11 @@ const acceptedParams = "region, endpoint, profile, fifo, visibility, wait, recei
 func openURL(ctx context.Context, u *url.URL) (transport.Transport, error) {
 	opts := Options{FIFO: true} // the default keeps every promise; fifo=false opts out
 	var region, endpoint, profile string
-	for k, vs := range u.Query() {
+	q, err := transport.Query(u)
+	if err != nil {
+		return nil, fmt.Errorf("sqs: %w: %v", transport.ErrInvalid, err)
+	}
+	for k, vs := range q {
 		v := ""
 		if len(vs) > 0 {
 			v = vs[len(vs)-1]
@@ -165,10 +169,15 @@ func openURL(ctx context.Context, u *url.URL) (transport.Transport, error) {
 		switch k {
 		case "region":
 			region = v
+			if !validRegion(v) {
+				err = errors.New("want an AWS region name such as us-east-1 (lower-case letters, digits and '-')")
+			}
 		case "endpoint":
 			endpoint = v
 			if pu, perr := url.Parse(v); perr != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 				err = errors.New("want an http:// or https:// URL")
+			} else {
+				err = transport.CheckPort(pu.Host)
 			}
 		case "profile":
 			profile = v
@@ -198,6 +207,9 @@ func openURL(ctx context.Context, u *url.URL) (transport.Transport, error) {
 	if u.Host != "" {
 		if endpoint != "" {
 			return nil, fmt.Errorf("sqs: %w: give the endpoint either as the URL's host or as endpoint=, not both", transport.ErrInvalid)
+		}
+		if err := transport.CheckPort(u.Host); err != nil {
+			return nil, fmt.Errorf("sqs: %w: endpoint: %v", transport.ErrInvalid, err)
 		}
 		endpoint = "http://" + u.Host
 	}
@@ -717,4 +729,18 @@ func sendNonce() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// validRegion reports whether s looks like an AWS region name
+// (us-east-1, eu-central-2, or an emulator's own lower-case name).
+func validRegion(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -105,9 +105,12 @@ func toMessage(sm sqstypes.Message, log func(msg string, args ...any)) *transpor
 	m, err := decode(body, attrs)
 	if err != nil {
 		// Deliver what arrived rather than loop on a message that cannot
-		// be decoded: raw body, attributes as headers.
+		// be decoded: raw body; the ce- attributes set the envelope and
+		// the others are headers, escaped where they could not be
+		// published again (R85: sb-headers, sb-body-encoding, ...).
 		log("sqs: message attributes not decodable; delivered raw", "id", aws.ToString(sm.MessageId), "err", err)
-		m = &transport.Message{ID: aws.ToString(sm.MessageId), Body: []byte(body), Headers: attrs}
+		m = &transport.Message{Body: []byte(body)}
+		transport.DecodeEnvelope(m, attrs, attrPrefix)
 	}
 	if m.ID == "" {
 		m.ID = aws.ToString(sm.MessageId)

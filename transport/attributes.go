@@ -175,8 +175,7 @@ func DecodeEnvelope(m *Message, wire map[string]string, prefixes ...string) {
 			if user == nil {
 				user = make(map[string]string, len(wire))
 			}
-			name, value := EscapeHeader(k, v)
-			user[name] = value
+			user[k] = v
 			continue
 		}
 		switch attr {
@@ -234,20 +233,18 @@ func DecodeEnvelope(m *Message, wire map[string]string, prefixes ...string) {
 		if user == nil {
 			user = make(map[string]string, len(cts))
 		}
-		name, value := EscapeHeader(k, v)
-		user[name] = value
+		user[k] = v
 	}
 	for k, v := range ext {
-		name, value := EscapeHeader(k, v)
-		if _, plain := user[name]; plain {
+		if _, plain := user[k]; plain {
 			continue
 		}
 		if user == nil {
 			user = make(map[string]string, len(ext))
 		}
-		user[name] = value
+		user[k] = v
 	}
-	m.Headers = user
+	m.Headers = EscapeHeaders(user)
 }
 
 // cutPrefixFold returns the lower-cased rest of name after the first of

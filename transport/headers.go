@@ -83,14 +83,62 @@ func NeedsEscape(name, value string) bool {
 // and two upper-case hex digits; otherwise it returns name and value
 // unchanged. For example a Kafka header "caf\xe9" = "\xff" is delivered as
 // "%caf%E9" = "%FF", and a header "ce-type" on Kafka as "%ce-type".
-// UnescapeHeader inverts it. A foreign header whose name already begins
-// with EscapeMarker is delivered unchanged (and UnescapeHeader would
-// decode it).
+// UnescapeHeader inverts it. A received header set goes through
+// EscapeHeaders, which also escapes a foreign header whose name already
+// begins with EscapeMarker when another header's escaped name would take
+// it.
 func EscapeHeader(name, value string) (string, string) {
 	if !NeedsEscape(name, value) {
 		return name, value
 	}
 	return EscapeMarker + pct(name), pct(value)
+}
+
+// EscapeHeaders returns the headers of a received message made
+// publishable, losslessly: each header that NeedsEscape is escaped by
+// EscapeHeader; a header whose name begins with EscapeMarker is delivered
+// as it is, unless the escaped name of another header of the set is that
+// same name: then it is escaped too (and so on, should its own escaped
+// name be taken). So no two received headers share a name: "ce-type"=a
+// and "%ce-type"=b on Kafka arrive as "%ce-type"=a and "%%25ce-type"=b,
+// and UnescapeHeader gives back "ce-type" and "%ce-type". A set in which
+// nothing needs escaping, such as the headers of a message Switchboard
+// published, is returned as it is (the same map). A nil or empty h gives
+// h.
+func EscapeHeaders(h map[string]string) map[string]string {
+	var escape map[string]bool // names (of h) to escape
+	for k, v := range h {
+		if NeedsEscape(k, v) {
+			if escape == nil {
+				escape = make(map[string]bool, 2)
+			}
+			escape[k] = true
+		}
+	}
+	if len(escape) == 0 {
+		return h
+	}
+	// Escaped names never collide with each other (pct is injective); a
+	// name kept as it is collides only when it begins with the marker.
+	for changed := true; changed; {
+		changed = false
+		for k := range escape {
+			taken := EscapeMarker + pct(k)
+			if _, ok := h[taken]; ok && !escape[taken] {
+				escape[taken] = true
+				changed = true
+			}
+		}
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if escape[k] {
+			out[EscapeMarker+pct(k)] = pct(v)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // UnescapeHeader returns the header EscapeHeader escaped: for a name

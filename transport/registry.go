@@ -70,25 +70,45 @@ func Open(ctx context.Context, rawURL string) (Transport, error) {
 		return nil, fmt.Errorf("%w: unknown URL scheme %q; registered schemes: %s (import the adapter package to register its scheme)",
 			ErrInvalid, u.Scheme, strings.Join(Schemes(), ", "))
 	}
-	return op(ctx, u)
+	t, err := op(ctx, u)
+	if err != nil {
+		// An opener returning (*T)(nil) would make a non-nil interface.
+		return nil, err
+	}
+	return t, nil
 }
 
 // Redact returns rawURL with any password, and the values of query
-// parameters that commonly hold secrets, replaced by "xxxxx". Use it
-// whenever a URL may be printed.
+// parameters that commonly hold secrets (IsSecretParam), replaced by
+// "xxxxx"; the user name and everything else are kept as written. It
+// redacts the same way whether or not rawURL parses, and also the values
+// of malformed query parameters (bad percent-encoding, ';' separators)
+// that url.Query would drop. Use it whenever a URL may be printed.
 func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		// Cut anything between "://" and the last "@" before the path.
-		if i := strings.Index(rawURL, "://"); i >= 0 {
-			rest := rawURL[i+3:]
-			if j := strings.LastIndex(rest, "@"); j >= 0 {
-				return rawURL[:i+3] + "xxxxx@" + rest[j+1:]
-			}
-		}
-		return rawURL
+	if u, err := url.Parse(rawURL); err == nil {
+		return RedactURL(u)
 	}
-	return RedactURL(u)
+	// Unparsable: work on the text. "scheme://userinfo@host/path?query#f"
+	out, rest := "", rawURL
+	if i := strings.Index(rest, "://"); i >= 0 {
+		out, rest = rest[:i+3], rest[i+3:]
+	}
+	beforeQuery, query, hasQuery := strings.Cut(rest, "?")
+	// The userinfo ends at the last '@' before the query.
+	if j := strings.LastIndex(beforeQuery, "@"); j >= 0 {
+		if user, _, hasPass := strings.Cut(beforeQuery[:j], ":"); hasPass {
+			beforeQuery = user + ":xxxxx" + beforeQuery[j:]
+		}
+	}
+	out += beforeQuery
+	if hasQuery {
+		q, frag, hasFrag := strings.Cut(query, "#")
+		out += "?" + redactQuery(q)
+		if hasFrag {
+			out += "#" + frag
+		}
+	}
+	return out
 }
 
 // RedactURL is Redact for a parsed URL. It does not modify u.
@@ -99,25 +119,44 @@ func RedactURL(u *url.URL) string {
 			c.User = url.UserPassword(c.User.Username(), "xxxxx")
 		}
 	}
-	if c.RawQuery != "" {
-		q := c.Query()
-		changed := false
-		for k := range q {
-			if IsSecretParam(k) {
-				q.Set(k, "xxxxx")
-				changed = true
-			}
-		}
-		if changed {
-			c.RawQuery = q.Encode()
-		}
-	}
+	c.RawQuery = redactQuery(c.RawQuery)
 	out := c.String()
 	// url.URL.String drops the "//" of an empty authority ("sqs://?…").
 	if c.Opaque == "" && c.Scheme != "" && !strings.HasPrefix(out, c.Scheme+"://") {
 		out = c.Scheme + "://" + strings.TrimPrefix(out, c.Scheme+":")
 	}
 	return out
+}
+
+// redactQuery replaces the values of secret parameters in a raw query,
+// pair by pair as written ('&' or ';' separated), without decoding the
+// values: a malformed value is redacted too, and the other pairs are kept
+// byte for byte.
+func redactQuery(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	var b strings.Builder
+	for raw != "" {
+		n := strings.IndexAny(raw, "&;")
+		pair, sep := raw, ""
+		if n >= 0 {
+			pair, sep, raw = raw[:n], raw[n:n+1], raw[n+1:]
+		} else {
+			raw = ""
+		}
+		k, _, hasValue := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if hasValue && IsSecretParam(name) {
+			pair = k + "=xxxxx"
+		}
+		b.WriteString(pair)
+		b.WriteString(sep)
+	}
+	return b.String()
 }
 
 // IsSecretParam reports whether a URL query parameter name is one whose

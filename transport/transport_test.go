@@ -52,9 +52,9 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"amqp://guest:guest@localhost:5672/vh":       "amqp://guest:xxxxx@localhost:5672/vh",
-		"kafka://h:9092?sasl_password=p&client_id=c": "kafka://h:9092?client_id=c&sasl_password=xxxxx",
+		"kafka://h:9092?sasl_password=p&client_id=c": "kafka://h:9092?sasl_password=xxxxx&client_id=c",
 		"sqs://?region=eu-west-1":                    "sqs://?region=eu-west-1",
-		"amqp://u:p@h:bad port/":                     "amqp://xxxxx@h:bad port/",
+		"amqp://u:p@h:bad port/":                     "amqp://u:xxxxx@h:bad port/",
 	} {
 		if got := transport.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q; want %q", in, got, want)

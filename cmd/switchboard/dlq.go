@@ -128,7 +128,12 @@ func dlqOpen(ctx context.Context, e *env, g *global, topic, group string) (*mess
 			} else if !errors.Is(serr, messaging.ErrNotFound) {
 				return nil, "", info, serr
 			}
-			return nil, "", info, fmt.Errorf("%s does not exist, nor its dead-letter queue %s (a name is mistyped?): %w", of, q, messaging.ErrNotFound)
+			// The adapter's text would name q again: say it once (the
+			// broker error stays reachable with errors.As).
+			return nil, "", info, &notFoundError{
+				text: fmt.Sprintf("%s does not exist, nor its dead-letter queue %s (a name is mistyped?)", of, q),
+				err:  err,
+			}
 		}
 		return nil, "", info, err
 	}
@@ -419,3 +424,14 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 	g.log.Info("redrove dead letters", "queue", q, "count", n)
 	return runErr
 }
+
+// notFoundError says in its own words that something does not exist,
+// without repeating the name the wrapped error (which matches
+// messaging.ErrNotFound) gives again.
+type notFoundError struct {
+	text string
+	err  error
+}
+
+func (e *notFoundError) Error() string { return e.text }
+func (e *notFoundError) Unwrap() error { return e.err }

@@ -13,7 +13,8 @@ import (
 func init() {
 	commandDetails["gather"] = `Publishes a request to TOPIC and collects the replies of its responding
 groups (see respond): until --want replies arrived, or --timeout passed.
-Prints each reply like subscribe does (--json for JSON lines); responders'
+Prints each reply like subscribe does (--json for JSON lines), with the
+group that sent it ("responder: dhl"; "responder" in JSON); responders'
 errors go to stderr. Without --want it collects until --timeout and
 succeeds with any number of replies, none included. With --want N it
 exits 3 when fewer than N replies (errors included) arrived in time.
@@ -107,7 +108,7 @@ func gatherCommand() *command {
 						}
 					}
 					for _, re := range got.Errors {
-						g.log.Warn("responder error", "error", re.Error(), "code", re.Code)
+						g.log.Warn("responder error", "error", re.Error(), "code", re.Code, "responder", re.Responder)
 					}
 					g.log.Debug("gathered", "replies", len(got.Replies), "errors", len(got.Errors))
 				}

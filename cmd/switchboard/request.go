@@ -19,10 +19,10 @@ import (
 func init() {
 	commandDetails["request"] = `Sends a request to SERVICE and prints the reply's body (a newline is added
 when the body does not end with one), or with --json the whole reply as
-one JSON object. The body is BODY, the file given with --file, or stdin.
-Exits 3 when no reply arrives within --timeout, 4 when nobody has ever
-served SERVICE, 5 when the responder returned an error (printed on
-stderr).
+one JSON object ("responder" names the service that answered). The body
+is BODY, the file given with --file, or stdin. Exits 3 when no reply
+arrives within --timeout, 4 when nobody has ever served SERVICE, 5 when
+the responder returned an error (printed on stderr).
 `
 	commandDetails["serve"] = `Answers the requests sent to SERVICE. Without --exec it echoes each
 request: the reply has the request's body, key, type, version, content

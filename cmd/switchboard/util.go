@@ -180,17 +180,20 @@ type printer struct {
 
 // jsonMessage is the JSON form of a message: one object per line.
 type jsonMessage struct {
-	ID            string            `json:"id"`
-	Topic         string            `json:"topic,omitempty"`
-	Key           string            `json:"key,omitempty"`
-	Type          string            `json:"type,omitempty"`
-	Version       string            `json:"version,omitempty"`
-	ContentType   string            `json:"content_type,omitempty"`
-	Time          *time.Time        `json:"time,omitempty"`
-	CorrelationID string            `json:"correlation_id,omitempty"`
-	ReplyTo       string            `json:"reply_to,omitempty"`
-	Attempt       int               `json:"attempt,omitempty"`
-	Headers       map[string]string `json:"headers,omitempty"`
+	ID            string     `json:"id"`
+	Topic         string     `json:"topic,omitempty"`
+	Key           string     `json:"key,omitempty"`
+	Type          string     `json:"type,omitempty"`
+	Version       string     `json:"version,omitempty"`
+	ContentType   string     `json:"content_type,omitempty"`
+	Time          *time.Time `json:"time,omitempty"`
+	CorrelationID string     `json:"correlation_id,omitempty"`
+	ReplyTo       string     `json:"reply_to,omitempty"`
+	// Responder is who sent a reply: the group of a respond, the service
+	// of a serve (messaging.Message.Responder).
+	Responder string            `json:"responder,omitempty"`
+	Attempt   int               `json:"attempt,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
 	// Body is the body when it is valid UTF-8; otherwise BodyBase64 holds
 	// it, base64-encoded.
 	Body       *string     `json:"body,omitempty"`
@@ -213,7 +216,7 @@ func toJSON(m *messaging.Message, dl *messaging.DeadLetter) jsonMessage {
 	j := jsonMessage{
 		ID: m.ID, Topic: m.Topic, Key: m.Key, Type: m.Type, Version: m.Version,
 		ContentType: m.ContentType, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo,
-		Attempt: m.Attempt, Headers: m.Headers,
+		Attempt: m.Attempt, Headers: m.Headers, Responder: m.Responder,
 	}
 	if !m.Time.IsZero() {
 		t := m.Time
@@ -265,6 +268,7 @@ func (p *printer) print(m *messaging.Message, dl *messaging.DeadLetter) error {
 		field("time", m.Time.Format(time.RFC3339Nano))
 	}
 	field("correlation-id", m.CorrelationID)
+	field("responder", m.Responder)
 	keys := make([]string, 0, len(m.Headers))
 	for k := range m.Headers {
 		keys = append(keys, k)
