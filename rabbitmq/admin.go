@@ -121,8 +121,8 @@ func (t *Transport) inspectGroup(ctx context.Context, op, topic, group string) (
 		}
 	}
 	if len(found) == 0 && !membersFound {
-		return nil, amqp.Queue{}, false, fmt.Errorf("%w: rabbitmq: %s: consumer group %q of topic %q has no queue (%s~p0..p%d, ~members)",
-			transport.ErrNotFound, op, group, topic, t.GroupQueueName(topic, group), GroupPartitions-1)
+		return nil, amqp.Queue{}, false, fmt.Errorf("%w: rabbitmq: %s: consumer group %q of topic %q has no queue (neither its partitions p0..p%d nor its members queue)",
+			transport.ErrNotFound, op, group, topic, GroupPartitions-1)
 	}
 	return found, members, membersFound, nil
 }
