@@ -157,6 +157,7 @@ type connEvents struct {
 	lost  []time.Time
 	again []time.Time
 	hosts []string
+	nacks int
 	dbg   func(string)
 }
 
@@ -172,6 +173,8 @@ func (e *connEvents) Handle(_ context.Context, r slog.Record) error {
 		e.dbg(line)
 	}
 	switch r.Message {
+	case "rabbitmq: publish nacked, retrying on a new channel":
+		e.nacks++
 	case "rabbitmq: connection lost":
 		e.lost = append(e.lost, r.Time)
 	case "rabbitmq: reconnected":
@@ -314,8 +317,11 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		}
 	}()
 
-	// Gates: the producer publishes across every phase of the failure.
-	stopped, restarting, restarted := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	// Gates: the producer publishes across every phase of the failure,
+	// and is publishing when the node stops (publishes in flight then, and
+	// the new channels' first publishes while the queues elect new
+	// leaders, are what failover must survive).
+	stopping, restarting, restarted := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	gate := func(i int) <-chan struct{} {
 		switch {
 		case i >= 8000:
@@ -323,7 +329,7 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		case i >= 6500:
 			return restarting
 		case i >= 5000:
-			return stopped
+			return stopping
 		}
 		return nil
 	}
@@ -399,11 +405,11 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 	}
 	waitFor("2,000 confirmed", func() bool { return l.progress() >= 2000 })
 	t0 := time.Now()
+	close(stopping)
 	if err := ns.stop(0); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("node %s stopped by name in %v, at %d confirmed", ns.names[0], time.Since(t0).Round(time.Millisecond), l.progress())
-	close(stopped)
 	waitFor("publishing on the other nodes", func() bool { return l.progress() >= 6500 })
 	close(restarting)
 	t0 = time.Now()
@@ -451,8 +457,11 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		}
 		ev.mu.Unlock()
 	}
-	t.Logf("RESULT rabbitmq 3-node cluster, node loss + restart: %d published and confirmed, 0 lost, %d duplicates, %d failed sends retried",
-		acked, l.dups(), failures)
+	pubEv.mu.Lock()
+	nacks := pubEv.nacks
+	pubEv.mu.Unlock()
+	t.Logf("RESULT rabbitmq 3-node cluster, node loss + restart: %d published and confirmed, 0 lost, %d duplicates, %d failed sends retried, %d nacked publish rounds retried on a new channel",
+		acked, l.dups(), failures, nacks)
 	t.Logf("RESULT recovery (connection loss -> first successful publish): %v", firstSend.Sub(pubLoss).Round(time.Millisecond))
 	t.Logf("RESULT recovery (connection loss -> first delivery consumed): %v", firstRecv.Sub(subLoss).Round(time.Millisecond))
 

@@ -369,6 +369,7 @@ func (p *publisher) recycle(pc *pubChan) {
 	if pc.isDead() {
 		return
 	}
+	p.t.opts.Logger.Info("rabbitmq: publish nacked, retrying on a new channel", "channel", p.name)
 	pc.kill(nil)
 	p.wg.Add(1)
 	go func() {
