@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,19 +125,26 @@ func testClusterGroupSize(t *testing.T, ns *nodeSet) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q := tr.GroupQueueName(topic, "g")
-		members, err := ns.queueMembers(1, q)
-		if err != nil {
-			t.Fatal(err)
+		// A partitioned group: one single-active-consumer quorum queue
+		// per partition (see partitions.go), each with the members.
+		qs := tr.PartitionQueueNames(topic, "g")
+		for _, q := range qs {
+			members, err := ns.queueMembers(1, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(members) != tc.want {
+				t.Errorf("%q: partition queue %s members %v, want %d", tc.params, q, members, tc.want)
+			}
+			t.Logf("URL parameters %q: partition queue %s has %d members: %v", tc.params, q, len(members), members)
 		}
-		if len(members) != tc.want {
-			t.Errorf("%q: group queue members %v, want %d", tc.params, members, tc.want)
-		}
-		t.Logf("URL parameters %q: group queue %s has %d members: %v", tc.params, q, len(members), members)
 		_ = s.Close()
 		if ch, err := tr.topo.current(ctx); err == nil {
-			_, _ = ch.QueueDelete(q, false, false, false)
+			for _, q := range append(qs, tr.MembersQueueName(topic, "g")) {
+				_, _ = ch.QueueDelete(q, false, false, false)
+			}
 			_ = ch.ExchangeDelete(topic, false, false)
+			_ = ch.ExchangeDelete(foreignExchangeName(topic), false, false)
 		}
 		_ = tr.Close()
 	}
@@ -147,6 +157,8 @@ type connEvents struct {
 	lost  []time.Time
 	again []time.Time
 	hosts []string
+	nacks int
+	dbg   func(string)
 }
 
 func (e *connEvents) Enabled(context.Context, slog.Level) bool { return true }
@@ -155,7 +167,14 @@ func (e *connEvents) WithGroup(string) slog.Handler            { return e }
 func (e *connEvents) Handle(_ context.Context, r slog.Record) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.dbg != nil && r.Level >= slog.LevelInfo {
+		line := r.Time.Format("15:04:05.000") + " " + r.Level.String() + " " + r.Message
+		r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+		e.dbg(line)
+	}
 	switch r.Message {
+	case "rabbitmq: publish nacked, retrying on a new channel":
+		e.nacks++
 	case "rabbitmq: connection lost":
 		e.lost = append(e.lost, r.Time)
 	case "rabbitmq: reconnected":
@@ -222,7 +241,24 @@ func (l *clusterLedger) dups() (n int) {
 
 func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 	const total = 10000
-	pubEv, subEv := &connEvents{}, &connEvents{}
+	// The adapters' log (Info and above), shown when the test fails.
+	var logMu sync.Mutex
+	var logLines []string
+	logTo := func(who string) func(string) {
+		return func(line string) {
+			logMu.Lock()
+			logLines = append(logLines, who+": "+line)
+			logMu.Unlock()
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logMu.Lock()
+			defer logMu.Unlock()
+			t.Logf("adapter log:\n%s", strings.Join(logLines, "\n"))
+		}
+	})
+	pubEv, subEv := &connEvents{dbg: logTo("publisher")}, &connEvents{dbg: logTo("consumer")}
 	open := func(ev *connEvents, name string) *Transport {
 		ctx := ctxT(t, 30*time.Second)
 		tr, err := Open(ctx, ns.url("reconnect_max=500ms&connection_name="+name), &Options{Logger: slog.New(ev)})
@@ -242,7 +278,7 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		}
 	}
 	topic := transport.Topic("sbt-cluster-" + strconv.FormatInt(time.Now().UnixNano(), 36))
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout())
 	defer cancel()
 	s, err := sub.Subscribe(ctx, topic, "g", transport.SubscribeOptions{MaxInFlight: 200})
 	if err != nil {
@@ -281,8 +317,11 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		}
 	}()
 
-	// Gates: the producer publishes across every phase of the failure.
-	stopped, restarting, restarted := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	// Gates: the producer publishes across every phase of the failure,
+	// and is publishing when the node stops (publishes in flight then, and
+	// the new channels' first publishes while the queues elect new
+	// leaders, are what failover must survive).
+	stopping, restarting, restarted := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	gate := func(i int) <-chan struct{} {
 		switch {
 		case i >= 8000:
@@ -290,7 +329,7 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		case i >= 6500:
 			return restarting
 		case i >= 5000:
-			return stopped
+			return stopping
 		}
 		return nil
 	}
@@ -319,6 +358,9 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 					break
 				}
 				failures++
+				if failures <= 5 || failures%50 == 0 {
+					logTo("test")(fmt.Sprintf("%s send %d failed (%d failures): %v", time.Now().Format("15:04:05.000"), i, failures, err))
+				}
 				if ctx.Err() != nil {
 					return
 				}
@@ -345,17 +387,29 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 			case <-l.poke:
 			case <-time.After(50 * time.Millisecond):
 			case <-ctx.Done():
+				if f := os.Getenv("SWITCHBOARD_CLUSTER_DUMP"); f != "" {
+					if out, err := os.Create(f); err == nil {
+						_ = pprof.Lookup("goroutine").WriteTo(out, 2)
+						_ = out.Close()
+					}
+				}
+				for _, i := range []int{1, 2} {
+					out, err := ns.output(time.Minute, "ctl", ns.base, ns.names[i], "list_queues", "name", "type", "leader", "members", "online", "messages", "consumers")
+					t.Logf("queues seen by %s: %s %v", ns.names[i], out, err)
+					out, err = ns.output(time.Minute, "ctl", ns.base, ns.names[i], "list_bindings")
+					t.Logf("bindings seen by %s: %s %v", ns.names[i], out, err)
+				}
 				t.Fatalf("timed out waiting for %s (%d confirmed)", what, l.progress())
 			}
 		}
 	}
 	waitFor("2,000 confirmed", func() bool { return l.progress() >= 2000 })
 	t0 := time.Now()
+	close(stopping)
 	if err := ns.stop(0); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("node %s stopped by name in %v, at %d confirmed", ns.names[0], time.Since(t0).Round(time.Millisecond), l.progress())
-	close(stopped)
 	waitFor("publishing on the other nodes", func() bool { return l.progress() >= 6500 })
 	close(restarting)
 	t0 = time.Now()
@@ -403,17 +457,29 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		}
 		ev.mu.Unlock()
 	}
-	t.Logf("RESULT rabbitmq 3-node cluster, node loss + restart: %d published and confirmed, 0 lost, %d duplicates, %d failed sends retried",
-		acked, l.dups(), failures)
+	pubEv.mu.Lock()
+	nacks := pubEv.nacks
+	pubEv.mu.Unlock()
+	t.Logf("RESULT rabbitmq 3-node cluster, node loss + restart: %d published and confirmed, 0 lost, %d duplicates, %d failed sends retried, %d nacked publish rounds retried on a new channel",
+		acked, l.dups(), failures, nacks)
 	t.Logf("RESULT recovery (connection loss -> first successful publish): %v", firstSend.Sub(pubLoss).Round(time.Millisecond))
 	t.Logf("RESULT recovery (connection loss -> first delivery consumed): %v", firstRecv.Sub(subLoss).Round(time.Millisecond))
 
-	// The group's quorum queue has a member on every node.
 	if ch, err := sub.topo.current(ctxT(t, 10*time.Second)); err == nil {
-		q := sub.GroupQueueName(topic.Name, "g")
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			t.Logf("delete %s: %v", q, err)
+		for _, q := range append(sub.PartitionQueueNames(topic.Name, "g"), sub.MembersQueueName(topic.Name, "g")) {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Logf("delete %s: %v", q, err)
+			}
 		}
-		_ = ch.ExchangeDelete(topic.Name, false, false)
+		_ = ch.ExchangeDelete(foreignExchangeName(sub.ExchangeName(topic.Name)), false, false)
+		_ = ch.ExchangeDelete(sub.ExchangeName(topic.Name), false, false)
 	}
+}
+
+// clusterTimeout bounds NodeLoss: 4 minutes, or SWITCHBOARD_CLUSTER_TIMEOUT.
+func clusterTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SWITCHBOARD_CLUSTER_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 4 * time.Minute
 }

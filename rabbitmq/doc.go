@@ -94,7 +94,10 @@
 // key, or of the message ID for a message without key, modulo
 // GroupPartitions; the key is left out when the whole would not fit 255
 // bytes).
-// A basic.nack is retried a few times with backoff, then reported as
+// A basic.nack is retried a few times with backoff, each time on a new
+// channel (RabbitMQ 3.10 keeps a per-channel client of each quorum queue
+// that, made while the node of the queue's recorded leader is down, nacks
+// every later publish on that channel), then reported as
 // transport.ErrUnavailable. When the context ends while Send waits for
 // the confirms of messages it has already written, Send keeps collecting
 // them for up to 250ms before it returns the context's error: those

@@ -88,16 +88,20 @@ func (ns *nodeSet) queueMembers(i int, queue string) ([]string, error) {
 		return nil, err
 	}
 	var rows []struct {
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
+		Name    string          `json:"name"`
+		Members json.RawMessage `json:"members"` // "" for a classic queue
 	}
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		return nil, fmt.Errorf("list_queues output %q: %w", out, err)
 	}
 	for _, r := range rows {
 		if r.Name == queue {
-			sort.Strings(r.Members)
-			return r.Members, nil
+			var members []string
+			if err := json.Unmarshal(r.Members, &members); err != nil {
+				return nil, fmt.Errorf("queue %q: members %s: not a quorum queue? %w", queue, r.Members, err)
+			}
+			sort.Strings(members)
+			return members, nil
 		}
 	}
 	return nil, fmt.Errorf("queue %q not listed", queue)

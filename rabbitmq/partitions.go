@@ -83,7 +83,9 @@ func (t *Transport) PartitionQueueNames(topic, group string) []string {
 }
 
 func (t *Transport) partitionQueueArgs() amqp.Table {
-	return amqp.Table{"x-queue-type": t.opts.QueueType, "x-single-active-consumer": true}
+	a := t.queueArgs() // queue type, quorum_initial_group_size
+	a["x-single-active-consumer"] = true
+	return a
 }
 
 // part is one partition of a partitioned subscription.

@@ -340,6 +340,7 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 		}
 		if nacked {
 			nackRounds++
+			p.recycle(pc)
 			if nackRounds > 5 {
 				return fmt.Errorf("%w: rabbitmq: publish to %s: broker nacked the message %d times", transport.ErrUnavailable, todo[0].dest, nackRounds)
 			}
@@ -353,6 +354,28 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 		todo = append(retry, todo[len(atts):]...)
 	}
 	return nil
+}
+
+// recycle replaces a channel whose publishes the broker nacked: the next
+// round publishes on a new channel. A RabbitMQ channel keeps a client
+// state per quorum queue it published to, made on the first publish from
+// the queue's leader as the queue record then named it; when that node is
+// down, RabbitMQ 3.10 (rabbit_fifo_client's first enqueue asks the node
+// it picked, and rejects the publish on nodedown without learning the new
+// leader) nacks every later publish on that channel to that queue. A new
+// channel starts from the queue's current leader. Attempts still pending
+// on pc are failed as lost and republished (at-least-once).
+func (p *publisher) recycle(pc *pubChan) {
+	if pc.isDead() {
+		return
+	}
+	p.t.opts.Logger.Info("rabbitmq: publish nacked, retrying on a new channel", "channel", p.name)
+	pc.kill(nil)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = pc.ch.Close() // the keeper opens the next channel
+	}()
 }
 
 // retryCause returns the channel exception that lost some attempt.
