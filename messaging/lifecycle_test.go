@@ -378,8 +378,12 @@ func TestShutdownReleasesByCloseNotNack(t *testing.T) {
 	var mu sync.Mutex
 	var attempts []int
 	first := make(chan struct{})
-	var once sync.Once
+	handledDone := make(chan struct{})
+	var once, onceDone sync.Once
 	if _, err := c1.Subscribe(ctx, "jobs", "g", func(_ context.Context, m *messaging.Message) error {
+		if string(m.Body) == "done" {
+			onceDone.Do(func() { close(handledDone) })
+		}
 		if string(m.Body) != "retry" {
 			return nil
 		}
@@ -396,6 +400,7 @@ func TestShutdownReleasesByCloseNotNack(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-first
+	<-handledDone // "done" (another key) is handled, not handed over
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
