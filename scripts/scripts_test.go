@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-go/switchboard/internal/testenv"
 )
 
 // TestScriptsNeverKillByName: no script stops processes by name
@@ -37,41 +37,6 @@ func TestScriptsNeverKillByName(t *testing.T) {
 	}
 }
 
-// silentBroker accepts TCP connections and never answers, as a wedged
-// broker does.
-func silentBroker(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // TestBrokersFailsFastOnAWedgedBroker: a broker that accepts connections
 // but never answers fails brokers.sh (exit 1) in seconds, naming the
 // broker and what to do, without touching it.
@@ -79,7 +44,7 @@ func TestBrokersFailsFastOnAWedgedBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs scripts/brokers.sh")
 	}
-	addr := silentBroker(t)
+	addr := testenv.SilentBroker(t)
 	for name, env := range map[string][]string{
 		"rabbitmq": {"SWITCHBOARD_AMQP_URL=amqp://guest:guest@" + addr + "/"},
 		"sqs":      {"SWITCHBOARD_SQS_ENDPOINT=http://" + addr},

@@ -2,11 +2,11 @@ package sqs_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/testenv"
 	"github.com/switchboard-go/switchboard/messaging"
 )
 
@@ -15,30 +15,11 @@ import (
 // Its error text repeats every layer (switchboard: ping sqs: sqs: ping:
 // switchboard: broker unavailable: ...).
 func TestPingWedgedEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
+	addr := testenv.SilentBroker(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "x")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
 	ctx := context.Background()
-	c, err := messaging.Open(ctx, "sqs://?region=us-east-1&endpoint=http://"+ln.Addr().String())
+	c, err := messaging.Open(ctx, "sqs://?region=us-east-1&endpoint=http://"+addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,16 +8,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/switchboard-go/switchboard/internal/testenv"
 	"github.com/switchboard-go/switchboard/kafka/kafkatest"
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -192,41 +191,6 @@ func (p *binProc) interrupt(t *testing.T) {
 	}
 }
 
-// silentBroker accepts TCP connections and never answers, as a wedged
-// broker does. It returns its address.
-func silentBroker(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // TestTimeoutCoversConnecting: against a broker that accepts TCP but never
 // answers, publish and request give up at --timeout with exit 3, on every
 // network transport.
@@ -234,7 +198,7 @@ func TestTimeoutCoversConnecting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	addr := silentBroker(t)
+	addr := testenv.SilentBroker(t)
 	urls := map[string]string{
 		"rabbitmq": "amqp://guest:guest@" + addr + "/",
 		"kafka":    "kafka://" + addr,
