@@ -25,7 +25,7 @@ var crashLoopCases = []testCase{
 // it reaches (simulated by abandoning each member without acknowledging:
 // its connections cut) is handled MaxAttempts times, then its next
 // delivery is dead-lettered without calling the handler, the envelope
-// stating the MaxAttempts deliveries; its key moves on.
+// stating at least the MaxAttempts deliveries; its key moves on.
 func crashLoopOverMaxAttempts(e *env) {
 	const maxAttempts = 2
 	topic, group := e.name("t"), e.name("g")
@@ -65,8 +65,12 @@ func crashLoopOverMaxAttempts(e *env) {
 	if got := a.of("poison"); !slices.Equal(got, []int{1, 2}) {
 		e.Errorf("attempts of the crashing members: %v, want [1 2]", got)
 	}
-	if dl.Attempts != maxAttempts {
-		e.Errorf("dead letter says %d attempts, want %d (the deliveries that reached a handler)", dl.Attempts, maxAttempts)
+	// The envelope states the deliveries that reached a member before:
+	// at least the MaxAttempts that reached a handler, more when the
+	// broker also delivered the message to a member that was already
+	// cut off (at-least-once: its delivery is counted, no handler ran).
+	if dl.Attempts < maxAttempts {
+		e.Errorf("dead letter says %d attempts, want at least %d (the deliveries that reached a handler)", dl.Attempts, maxAttempts)
 	}
 	if dl.LastError == "" {
 		e.Errorf("dead letter of a crash loop has no error text")
