@@ -47,6 +47,16 @@ type attempt struct {
 	err     error
 	ret     *amqp.Return
 	release func()
+
+	// dc is the message's own confirmation, set before sent is closed
+	// (nil when the publish failed). resolve takes ack or nack from it,
+	// not from the NotifyPublish stream: amqp091-go (v1.10-v1.16) holds
+	// a basic.nack that arrives ahead of an earlier message's basic.ack,
+	// and a later cumulative basic.ack (multiple=true) that covers it,
+	// which RabbitMQ sends, turns it into an ack on that stream; the
+	// message would be reported sent and never be in a queue.
+	dc   *amqp.DeferredConfirmation
+	sent chan struct{}
 }
 
 func (a *attempt) finish(err error, ret *amqp.Return) {
@@ -157,10 +167,21 @@ func (pc *pubChan) resolve(c amqp.Confirmation) {
 	if a == nil {
 		return
 	}
+	// The confirm can arrive before publish has its DeferredConfirmation
+	// (it is written to the socket by then, so the wait is short).
+	<-a.sent
+	ack := c.Ack
+	if a.dc != nil {
+		select {
+		case <-a.dc.Done(): // set by the first basic.ack/nack that covered the tag
+			ack = a.dc.Acked()
+		default:
+		}
+	}
 	switch {
 	case ret != nil:
 		a.finish(fmt.Errorf("%w: rabbitmq: %s: unroutable (%d %s)", transport.ErrNotFound, a.m.dest, ret.ReplyCode, ret.ReplyText), ret)
-	case !c.Ack:
+	case !ack:
 		a.finish(errNacked, nil)
 	default:
 		a.finish(nil, nil)
@@ -204,7 +225,7 @@ func (p *publisher) publish(ctx context.Context, pc *pubChan, m *outMsg) (*attem
 		return nil, errLost
 	}
 	var once sync.Once
-	a := &attempt{m: m, done: make(chan struct{}), release: func() { once.Do(func() { <-p.win }) }}
+	a := &attempt{m: m, done: make(chan struct{}), sent: make(chan struct{}), release: func() { once.Do(func() { <-p.win }) }}
 	pc.pubMu.Lock()
 	defer pc.pubMu.Unlock()
 	pc.mu.Lock()
@@ -216,7 +237,9 @@ func (p *publisher) publish(ctx context.Context, pc *pubChan, m *outMsg) (*attem
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.pending[seq] = a
 	pc.mu.Unlock()
-	err := pc.ch.PublishWithContext(ctx, m.exchange, m.key, m.mandatory, false, m.pub)
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, m.mandatory, false, m.pub)
+	a.dc = dc
+	close(a.sent)
 	if err != nil {
 		pc.mu.Lock()
 		mine := pc.pending[seq] == a
