@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/switchboard-go/switchboard/internal/testpki"
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -202,6 +204,7 @@ func (e *connEvents) firstLoss() (time.Time, bool) {
 type clusterLedger struct {
 	mu     sync.Mutex
 	acked  map[string]bool
+	at     map[string]time.Time // when the message's Send returned nil
 	got    map[string]int
 	nAcked int
 	poke   chan struct{}
@@ -240,14 +243,6 @@ func (l *clusterLedger) dups() (n int) {
 }
 
 func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
-	// Known open bug (issue 17): with partitioned consumer groups, one run
-	// in a few loses a confirmed message across the node's stop and
-	// restart (seen: 1 of 10,000). Until it is found, this case runs only
-	// when asked for, so that CI stays a signal; it is not a missing
-	// broker, so SWITCHBOARD_REQUIRE does not turn it into a failure.
-	if os.Getenv("SWITCHBOARD_CLUSTER_NODELOSS") != "1" {
-		t.Skip("known open bug: a confirmed message can be lost across a node's loss with partitioned groups (issue 17); set SWITCHBOARD_CLUSTER_NODELOSS=1 to run it")
-	}
 	const total = 10000
 	// The adapters' log (Info and above), shown when the test fails.
 	var logMu sync.Mutex
@@ -292,7 +287,7 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &clusterLedger{acked: map[string]bool{}, got: map[string]int{}, poke: make(chan struct{}, 1)}
+	l := &clusterLedger{acked: map[string]bool{}, at: map[string]time.Time{}, got: map[string]int{}, poke: make(chan struct{}, 1)}
 
 	// Consumer.
 	consumed := make(chan struct{})
@@ -378,6 +373,7 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 			l.mu.Lock()
 			for _, m := range msgs {
 				l.acked[m.ID] = true
+				l.at[m.ID] = now
 			}
 			l.nAcked += len(msgs)
 			if loss, ok := pubEv.firstLoss(); ok && l.firstSend.IsZero() && now.After(loss) {
@@ -438,6 +434,10 @@ func testClusterNodeLoss(t *testing.T, ns *nodeSet) {
 		case <-l.poke:
 		case <-time.After(200 * time.Millisecond):
 		case <-deadline:
+			cancel()
+			<-consumed
+			_ = s.Close()
+			reportLost(t, ns, sub, topic.Name, miss, l)
 			t.Fatalf("%d confirmed messages never consumed (LOST), first: %v", len(miss), miss[:min(10, len(miss))])
 		}
 	}
@@ -490,4 +490,60 @@ func clusterTimeout() time.Duration {
 		return d
 	}
 	return 4 * time.Minute
+}
+
+// reportLost says, for each message confirmed and never consumed, its
+// key, partition and when its Send returned, and whether it is still in
+// one of the group's queues (a message stuck, not lost), read with
+// basic.get on a node that runs, once the subscription is closed.
+func reportLost(t *testing.T, ns *nodeSet, tr *Transport, topic string, miss []string, l *clusterLedger) {
+	t.Helper()
+	l.mu.Lock()
+	for _, id := range miss[:min(20, len(miss))] {
+		seq, _ := strconv.Atoi(strings.TrimPrefix(id, "m"))
+		key := "k" + strconv.Itoa(seq%7)
+		t.Logf("LOST %s: key %s, partition %d (routing key %s), Send returned nil at %s",
+			id, key, partitionOf(key, id), topicRoutingKey(key, id), l.at[id].Format("15:04:05.000"))
+	}
+	l.mu.Unlock()
+	for _, i := range []int{1, 2} {
+		out, err := ns.output(time.Minute, "ctl", ns.base, ns.names[i], "list_queues", "name", "type", "leader", "members", "online", "messages_ready", "messages_unacknowledged", "consumers")
+		t.Logf("queues seen by %s:\n%s %v", ns.names[i], out, err)
+	}
+	out, err := ns.output(time.Minute, "ctl", ns.base, ns.names[1], "list_bindings", "source_name", "destination_name", "routing_key")
+	t.Logf("bindings seen by %s:\n%s %v", ns.names[1], out, err)
+	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:" + strconv.Itoa(ns.ports[1]) + "/")
+	if err != nil {
+		t.Logf("probe: %v", err)
+		return
+	}
+	defer conn.Close()
+	want := map[string]bool{}
+	for _, id := range miss {
+		want[id] = true
+	}
+	for _, q := range tr.PartitionQueueNames(topic, "g") {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Logf("probe: %v", err)
+			return
+		}
+		n := 0
+		for {
+			d, ok, err := ch.Get(q, false)
+			if err != nil {
+				t.Logf("probe %s: %v", q, err)
+				break
+			}
+			if !ok {
+				break
+			}
+			n++
+			if want[d.MessageId] {
+				t.Logf("FOUND %s still in %s (redelivered %v, headers %v)", d.MessageId, q, d.Redelivered, d.Headers)
+			}
+		}
+		t.Logf("probe: %d messages left in %s", n, q)
+		_ = ch.Close() // returns them
+	}
 }

@@ -98,7 +98,11 @@
 // channel (RabbitMQ 3.10 keeps a per-channel client of each quorum queue
 // that, made while the node of the queue's recorded leader is down, nacks
 // every later publish on that channel), then reported as
-// transport.ErrUnavailable. When the context ends while Send waits for
+// transport.ErrUnavailable. Each message's outcome is the first
+// basic.ack or basic.nack that covered its delivery tag: RabbitMQ may
+// nack a message at once and later cover its tag with a cumulative ack
+// of the messages after it, which amqp091-go's ordered confirm stream
+// would report as an ack. When the context ends while Send waits for
 // the confirms of messages it has already written, Send keeps collecting
 // them for up to 250ms before it returns the context's error: those
 // messages cannot be withdrawn, and reporting them as failed would only
