@@ -65,7 +65,17 @@
 //     returns the rest, ahead of the queue, and activates a waiting
 //     member), then consumes again as a waiting consumer. Released
 //     deliveries (Nack) of a partition are returned the same way, when
-//     its channel closes, never by basic.nack. Upgrading from 0.1: the
+//     its channel closes, never by basic.nack. The members queue lives on
+//     one node (the one its first member declared it on): while that
+//     node is down, members count 0 and do not balance (each partition
+//     still has one active member, which may hold more than its share
+//     until the node is back). It stays a classic queue: a quorum queue
+//     would survive, but RabbitMQ 3.10 counts the consumers of a lost
+//     node in its consumer count until the node returns (members would
+//     release partitions they must take back, over and over), and a
+//     non-durable one, deleted with its node and declared again by the
+//     members, is refused by RabbitMQ 4.3 (transient_nonexcl_queues).
+//     Upgrading from 0.1: the
 //     former group queue prefix+T+"~"+G, bound with "#", still receives
 //     every message until deleted; drain it, then delete it.
 //   - Queue Q (notification recipients, request queues): a durable queue
