@@ -126,10 +126,11 @@ func (c *Client) SubscribeBatch(ctx context.Context, topic, group string, h Batc
 	if err := validName("group", group); err != nil {
 		return nil, err
 	}
-	if h == nil {
-		return nil, invalid("nil batch handler")
+	opts, err := withBatch(opts, h)
+	if err != nil {
+		return nil, err
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), batchOnly, withBatch(opts, h))
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), batchOnly, opts)
 }
 
 // ListenBatch consumes the notifications sent to recipient, as Listen
@@ -138,16 +139,26 @@ func (c *Client) ListenBatch(ctx context.Context, recipient string, h BatchHandl
 	if err := validName("recipient", recipient); err != nil {
 		return nil, err
 	}
-	if h == nil {
-		return nil, invalid("nil batch handler")
+	opts, err := withBatch(opts, h)
+	if err != nil {
+		return nil, err
 	}
-	return c.Listen(ctx, recipient, batchOnly, withBatch(opts, h)...)
+	return c.Listen(ctx, recipient, batchOnly, opts...)
 }
 
 // withBatch returns opts with the batch handler option last, without
-// touching the caller's slice.
-func withBatch(opts []SubscribeOption, h BatchHandler) []SubscribeOption {
-	return append(opts[:len(opts):len(opts)], withBatchHandler(h))
+// touching the caller's slice; a nil option is ErrInvalid, counted among
+// the caller's options.
+func withBatch(opts []SubscribeOption, h BatchHandler) ([]SubscribeOption, error) {
+	if h == nil {
+		return nil, invalid("nil batch handler")
+	}
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, invalid("subscribe option %d of %d is nil", i+1, len(opts))
+		}
+	}
+	return append(opts[:len(opts):len(opts)], withBatchHandler(h)), nil
 }
 
 // batchOnly is the Handler of a batch subscription: never called, since

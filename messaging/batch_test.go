@@ -1,0 +1,83 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-go/switchboard/messaging"
+)
+
+// TestBatchOptionsInvalid: bad batch options are ErrInvalid, naming the
+// option (R135).
+func TestBatchOptionsInvalid(t *testing.T) {
+	ctx := context.Background()
+	c, err := messaging.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := func(context.Context, []*messaging.Message) error { return nil }
+	for _, tc := range []struct {
+		name string
+		opts []messaging.SubscribeOption
+		want string
+	}{
+		{"negative size", []messaging.SubscribeOption{messaging.WithBatchSize(-1)}, "batch size is -1"},
+		{"size above max in flight", []messaging.SubscribeOption{messaging.WithBatchSize(65)}, "batch size 65 is above max in flight 64"},
+		{"size above explicit max in flight", []messaging.SubscribeOption{messaging.WithMaxInFlight(4), messaging.WithBatchSize(5)}, "above max in flight 4"},
+		{"negative wait", []messaging.SubscribeOption{messaging.WithBatchWait(-time.Second)}, "batch wait is -1s"},
+		{"nil option", []messaging.SubscribeOption{nil}, "option 1 of 1 is nil"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.SubscribeBatch(ctx, "t", "g", h, tc.opts...)
+			if !errors.Is(err, messaging.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("SubscribeBatch: %v; want ErrInvalid saying %q", err, tc.want)
+			}
+			_, err = c.ListenBatch(ctx, "r", h, tc.opts...)
+			if !errors.Is(err, messaging.ErrInvalid) {
+				t.Errorf("ListenBatch: %v; want ErrInvalid", err)
+			}
+		})
+	}
+	if _, err := c.SubscribeBatch(ctx, "t", "g", nil); !errors.Is(err, messaging.ErrInvalid) {
+		t.Errorf("nil batch handler: %v; want ErrInvalid", err)
+	}
+	if _, err := c.ListenBatch(ctx, "r", nil); !errors.Is(err, messaging.ErrInvalid) {
+		t.Errorf("nil batch handler (ListenBatch): %v; want ErrInvalid", err)
+	}
+	// Zero fields take the defaults: a batch size of 10 capped at a lower
+	// MaxInFlight is valid.
+	s, err := c.SubscribeBatch(ctx, "t", "g", h, messaging.WithMaxInFlight(3), messaging.WithBatchSize(0), messaging.WithBatchWait(0))
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	s.Close()
+	// Other subscriptions ignore batch options (client-wide defaults).
+	s, err = c.Subscribe(ctx, "t", "g2", func(context.Context, *messaging.Message) error { return nil }, messaging.WithBatchSize(1000))
+	if err != nil {
+		t.Fatalf("Subscribe with a batch option: %v", err)
+	}
+	s.Close()
+}
+
+// TestBatchErrorText: BatchError names the failed messages and unwraps to
+// their errors.
+func TestBatchErrorText(t *testing.T) {
+	var be messaging.BatchError
+	if be.Err() != nil {
+		t.Fatal("empty BatchError.Err() is not nil")
+	}
+	perm := messaging.Permanent(errors.New("bad row"))
+	be.Add(&messaging.Message{ID: "a"}, perm)
+	be.Add(&messaging.Message{ID: "b"}, nil)
+	err := be.Err()
+	if got := err.Error(); got != "switchboard: 2 messages of the batch failed: a: bad row; b: switchboard: named as failed in a BatchError" {
+		t.Errorf("text %q", got)
+	}
+	if !errors.Is(err, perm) || !messaging.IsPermanent(err) {
+		t.Error("BatchError does not unwrap to its messages' errors")
+	}
+}
