@@ -27,6 +27,7 @@ var batchCases = []testCase{
 	{"Batch", "MaxInFlightBound", batchMaxInFlight},
 	{"Batch", "ShutdownMidBatchLosesNothing", batchShutdownMidBatch},
 	{"Batch", "CrashLoopPerMessage", batchCrashLoop},
+	{"Batch", "InvalidOptions", batchInvalidOptions},
 }
 
 // batchCall is one call of a batch handler, as seen by the handler.
@@ -557,4 +558,32 @@ func batchCrashLoop(e *env) {
 			}
 		}
 	}
+}
+
+// R135: bad batch options are ErrInvalid, before anything is declared;
+// zero options take the defaults.
+func batchInvalidOptions(e *env) {
+	c := e.client()
+	topic, group := e.name("t"), e.name("g")
+	h := func(context.Context, []*messaging.Message) error { return nil }
+	for _, opts := range [][]messaging.SubscribeOption{
+		{messaging.WithBatchSize(-1)},
+		{messaging.WithMaxInFlight(4), messaging.WithBatchSize(5)},
+		{messaging.WithBatchWait(-time.Second)},
+		{nil},
+	} {
+		_, err := c.SubscribeBatch(e.ctx, topic, group, h, opts...)
+		e.mustErr("SubscribeBatch with a bad option", err, messaging.ErrInvalid)
+		_, err = c.ListenBatch(e.ctx, e.name("r"), h, opts...)
+		e.mustErr("ListenBatch with a bad option", err, messaging.ErrInvalid)
+	}
+	_, err := c.SubscribeBatch(e.ctx, topic, group, nil)
+	e.mustErr("SubscribeBatch with a nil handler", err, messaging.ErrInvalid)
+	_, err = c.ListenBatch(e.ctx, e.name("r"), nil)
+	e.mustErr("ListenBatch with a nil handler", err, messaging.ErrInvalid)
+	l := &batchLog{}
+	e.subscribeBatch(c, topic, group, l.handler(nil), messaging.WithBatchSize(0), messaging.WithBatchWait(0), messaging.WithMaxInFlight(3))
+	want := seq("m", 3)
+	e.publish(c, topic, ownKeys(want)...)
+	e.awaitAcked(l, want...)
 }

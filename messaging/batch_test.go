@@ -3,10 +3,13 @@ package messaging_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-go/switchboard/inmem"
 	"github.com/switchboard-go/switchboard/messaging"
 )
 
@@ -79,5 +82,42 @@ func TestBatchErrorText(t *testing.T) {
 	}
 	if !errors.Is(err, perm) || !messaging.IsPermanent(err) {
 		t.Error("BatchError does not unwrap to its messages' errors")
+	}
+}
+
+// TestBatchAckedInOneCall: the messages of a batch that succeeded are
+// acknowledged in one call to the transport (R127), which the adapters
+// turn into one DeleteMessageBatch per 10 (SQS), cumulative basic.acks
+// (RabbitMQ) or one offset commit (Kafka).
+func TestBatchAckedInOneCall(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	l := &callLog{Transport: b.Transport()}
+	c := newClient(t, l)
+	handled := make(chan int, 1)
+	s, err := c.SubscribeBatch(ctx, "t", "g", func(_ context.Context, msgs []*messaging.Message) error {
+		handled <- len(msgs)
+		return nil
+	}, messaging.WithBatchSize(10), messaging.WithBatchWait(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*messaging.Message
+	for i := range 10 {
+		msgs = append(msgs, &messaging.Message{Key: fmt.Sprint(i), Body: []byte("x")})
+	}
+	if err := c.Publish(ctx, "t", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-handled; n != 10 {
+		t.Fatalf("batch of %d; want 10", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Equal(l.calls, []string{"ack 10", "close"}) {
+		t.Errorf("subscription calls %v; want [ack 10 close]", l.calls)
 	}
 }
