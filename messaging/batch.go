@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -284,7 +285,7 @@ func (b *batcher) handleBatch(tms []*transport.Message) {
 		}
 		items = append(items, &batchItem{tm: tm, attempt: attempt})
 	}
-	bo := s.newBackoff()
+	var bo *backoff.ExponentialBackOff
 	for len(items) > 0 {
 		if s.draining.Load() {
 			b.releaseAll(items)
@@ -327,6 +328,9 @@ func (b *batcher) handleBatch(tms []*transport.Message) {
 		}
 		if len(items) == 0 {
 			return
+		}
+		if bo == nil {
+			bo = s.newBackoff()
 		}
 		wait := bo.NextBackOff()
 		s.c.tel.count(s.c.tel.retried, s.sm, int64(len(items)))
