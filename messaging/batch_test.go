@@ -121,3 +121,96 @@ func TestBatchAckedInOneCall(t *testing.T) {
 		t.Errorf("subscription calls %v; want [ack 10 close]", l.calls)
 	}
 }
+
+// batchCallRec is one call of a batch handler: its bodies and attempts.
+type batchCallRec struct {
+	bodies   []string
+	attempts []int
+}
+
+// subscribeBatchRec subscribes a batch handler running fn on a fresh
+// in-memory client and returns its calls, as a channel.
+func subscribeBatchRec(t *testing.T, fn func(msgs []*messaging.Message) error, opts ...messaging.SubscribeOption) (*messaging.Client, <-chan batchCallRec) {
+	t.Helper()
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	c := newClient(t, b.Transport(), messaging.WithSubscribeDefaults(messaging.WithRetry(messaging.RetryPolicy{InitialBackoff: time.Millisecond})))
+	calls := make(chan batchCallRec, 100)
+	if _, err := c.SubscribeBatch(ctx, "t", "g", func(_ context.Context, msgs []*messaging.Message) error {
+		var rec batchCallRec
+		for _, m := range msgs {
+			rec.bodies = append(rec.bodies, string(m.Body))
+			rec.attempts = append(rec.attempts, m.Attempt)
+		}
+		calls <- rec
+		return fn(msgs)
+	}, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return c, calls
+}
+
+// TestBatchErrorNamingNothingFailsWholeBatch: a BatchError that names no
+// message of the batch, and a panic, fail the whole batch (R128, R129).
+func TestBatchErrorNamingNothingFailsWholeBatch(t *testing.T) {
+	for name, fail := range map[string]func() error{
+		"foreign message": func() error {
+			var be messaging.BatchError
+			be.Add(&messaging.Message{ID: "not-in-batch"}, errors.New("x"))
+			return &be
+		},
+		"panic": func() error { panic("boom") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, calls := subscribeBatchRec(t, func(msgs []*messaging.Message) error {
+				if msgs[0].Attempt == 1 {
+					return fail()
+				}
+				return nil
+			}, messaging.WithBatchSize(2), messaging.WithBatchWait(time.Minute))
+			if err := c.Publish(testCtx(t), "t", &messaging.Message{Key: "a", Body: []byte("a")}, &messaging.Message{Key: "b", Body: []byte("b")}); err != nil {
+				t.Fatal(err)
+			}
+			first, second := <-calls, <-calls
+			if len(first.bodies) != 2 || len(second.bodies) != 2 || !slices.Equal(second.attempts, []int{2, 2}) {
+				t.Errorf("calls %+v then %+v; want the whole batch again with attempts [2 2]", first, second)
+			}
+		})
+	}
+}
+
+// TestBatchKeyOrderingOff: without key ordering a batch holds several
+// messages of one key; with it, one per key (R131).
+func TestBatchKeyOrderingOff(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("ordering=", on), func(t *testing.T) {
+			wait := time.Minute // off: the batch fills up
+			if on {
+				wait = 20 * time.Millisecond // on: each batch holds one message
+			}
+			c, calls := subscribeBatchRec(t, func([]*messaging.Message) error { return nil },
+				messaging.WithBatchSize(3), messaging.WithBatchWait(wait), messaging.WithKeyOrdering(on))
+			var msgs []*messaging.Message
+			for i := range 3 {
+				msgs = append(msgs, &messaging.Message{Key: "k", Body: []byte(fmt.Sprint(i))})
+			}
+			if err := c.Publish(testCtx(t), "t", msgs...); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for len(got) < 3 {
+				call := <-calls
+				if on && len(call.bodies) != 1 {
+					t.Errorf("key ordering on: a batch of %v holds one key twice", call.bodies)
+				}
+				if !on && len(call.bodies) != 3 {
+					t.Errorf("key ordering off: batch %v; want the 3 messages of the key together", call.bodies)
+				}
+				got = append(got, call.bodies...)
+			}
+			if !slices.Equal(got, []string{"0", "1", "2"}) {
+				t.Errorf("handled %v; want [0 1 2]", got)
+			}
+		})
+	}
+}
