@@ -114,7 +114,7 @@ func (b batchOptions) withDefaults(maxInFlight int) batchOptions {
 // batches or waiting to join one); set MaxInFlight to the batch size to
 // handle one batch at a time. The messages of a batch that succeeded are
 // acknowledged together, in one acknowledgement call to the broker (one
-// DeleteMessageBatch per 10 on SQS, one cumulative basic.ack on RabbitMQ,
+// DeleteMessageBatch per 10 on SQS, cumulative basic.acks on RabbitMQ,
 // one offset commit on Kafka).
 //
 // Middleware (WithMiddleware) is not applied to batch handlers. Options
