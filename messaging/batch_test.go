@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,5 +213,77 @@ func TestBatchKeyOrderingOff(t *testing.T) {
 				t.Errorf("handled %v; want [0 1 2]", got)
 			}
 		})
+	}
+}
+
+// TestBatchManyKeysRandomFailures: 1,000 messages of 40 keys, a third of
+// the calls failing some of their messages: every message is handled, each
+// key's messages succeed in publication order, no batch holds a key twice,
+// and at most MaxInFlight messages are in calls at once (R129, R131, R132).
+func TestBatchManyKeysRandomFailures(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	c := newClient(t, b.Transport(), messaging.WithSubscribeDefaults(messaging.WithRetry(messaging.RetryPolicy{
+		MaxAttempts: 100, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})))
+	const keys, per, inFlight = 40, 25, 24
+	var mu sync.Mutex
+	acked := map[string][]int{}
+	running, maxRunning, calls := 0, 0, 0
+	done := make(chan struct{})
+	total := 0
+	_, err := c.SubscribeBatch(ctx, "t", "g", func(_ context.Context, msgs []*messaging.Message) error {
+		mu.Lock()
+		calls++
+		fail := calls%3 == 0
+		running += len(msgs)
+		maxRunning = max(maxRunning, running)
+		seen := map[string]bool{}
+		var be messaging.BatchError
+		for i, m := range msgs {
+			if seen[m.Key] {
+				t.Errorf("a batch holds key %s twice", m.Key)
+			}
+			seen[m.Key] = true
+			if fail && i%2 == 0 {
+				be.Add(m, errors.New("transient"))
+				continue
+			}
+			var n int
+			fmt.Sscan(string(m.Body), &n)
+			acked[m.Key] = append(acked[m.Key], n)
+			if total++; total == keys*per {
+				close(done)
+			}
+		}
+		running -= len(msgs)
+		mu.Unlock()
+		return be.Err()
+	}, messaging.WithBatchSize(8), messaging.WithBatchWait(2*time.Millisecond), messaging.WithMaxInFlight(inFlight))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range per {
+		var msgs []*messaging.Message
+		for k := range keys {
+			msgs = append(msgs, &messaging.Message{Key: fmt.Sprint("k", k), Body: []byte(fmt.Sprint(i))})
+		}
+		if err := c.Publish(ctx, "t", msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("not every message was handled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, got := range acked {
+		if !slices.IsSorted(got) || len(got) != per {
+			t.Errorf("key %s succeeded in order %v", k, got)
+		}
+	}
+	if maxRunning > inFlight {
+		t.Errorf("%d messages in calls at once; MaxInFlight is %d", maxRunning, inFlight)
 	}
 }
