@@ -61,6 +61,15 @@
 // package dedup. Close or Shutdown stops consuming gracefully; the context
 // given to Subscribe, Listen, Serve and Respond bounds only that call.
 //
+// Batch handlers. SubscribeBatch and ListenBatch hand messages to a
+// BatchHandler in batches of up to WithBatchSize, handed over when full or
+// when WithBatchWait has passed, never empty; nil acknowledges the batch,
+// an error retries it, and a *BatchError retries only the messages it
+// names. Every delivery rule above holds per message:
+//
+//	c.SubscribeBatch(ctx, "readings", "warehouse", func(ctx context.Context, msgs []*messaging.Message) error { ... },
+//		messaging.WithBatchSize(100), messaging.WithBatchWait(50*time.Millisecond))
+//
 // # Around the patterns
 //
 // Message.Topic tells a handler where a message came from: the topic, the

@@ -126,7 +126,8 @@ type subOptions struct {
 	deadLetter  string
 	keyOrdering bool
 	middleware  []Middleware
-	err         error // the first bad option (a nil function)
+	batch       batchOptions // SubscribeBatch and ListenBatch (batch.go)
+	err         error        // the first bad option (a nil function)
 }
 
 // WithRetry sets the retry policy of the subscription's handler; zero
@@ -174,6 +175,9 @@ func (o *subOptions) validate() error {
 		if err := validName("dead-letter queue", o.deadLetter); err != nil {
 			return err
 		}
+	}
+	if err := o.batch.validate(o.maxInFlight); err != nil {
+		return err
 	}
 	return o.retry.validate()
 }

@@ -65,6 +65,8 @@ type Subscription struct {
 	acks *acker
 	sm   subMetrics
 
+	batch *batcher // of SubscribeBatch and ListenBatch, else nil (batch_collect.go)
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -173,6 +175,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		ts.Close()
 		return nil, err
 	}
+	if o.batch.handler != nil {
+		s.batch = newBatcher(s)
+	}
 	go s.run()
 	return s, nil
 }
@@ -258,6 +263,10 @@ func (s *Subscription) fail(err error) {
 func (s *Subscription) dispatch(tm *transport.Message) {
 	s.c.tel.count(s.c.tel.delivered, s.sm, 1)
 	s.c.tel.flight(s.sm, 1)
+	if s.batch != nil {
+		s.batch.add(tm)
+		return
+	}
 	if s.o.keyOrdering && tm.Key != "" {
 		s.lanesMu.Lock()
 		if l, busy := s.lanes[tm.Key]; busy {

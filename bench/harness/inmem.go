@@ -35,6 +35,9 @@ func InMem(scale float64) []Case {
 			Case{Transport: "inmem", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetup(p, openMem)},
 			Case{Transport: "inmem", Pattern: p, Impl: Raw, N: n, Setup: inmemRaw(p)},
 		)
+		if p == PubSub {
+			cs = append(cs, Case{Transport: "inmem", Pattern: p, Impl: SwitchboardBatch, N: n, Setup: sbBatchSetup(openMem, false)})
+		}
 		if p == Publish || p == PubSub || p == Latency {
 			cs = append(cs, Case{Transport: "inmem", Pattern: p, Impl: Watermill, N: n, Setup: gochannelSetup(p)})
 		}

@@ -50,6 +50,9 @@ func Kafka(brokers []string, scale float64) []Case {
 	for _, p := range Patterns {
 		n := max(int(float64(ns[p])*scale), 10)
 		cs = append(cs, Case{Transport: "kafka", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetup(p, openURL(url))})
+		if p == PubSub {
+			cs = append(cs, Case{Transport: "kafka", Pattern: p, Impl: SwitchboardBatch, N: n, Setup: sbBatchSetup(openURL(url), false)})
+		}
 		if p == Publish || p == PubSub || p == Latency {
 			cs = append(cs,
 				Case{Transport: "kafka", Pattern: p, Impl: Raw, N: n, Setup: kafkaRaw(brokers, p)},

@@ -59,6 +59,9 @@ func RabbitMQ(url string, scale float64) ([]Case, func()) {
 			Case{Transport: "rabbitmq", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetup(p, openRabbit(url))},
 			Case{Transport: "rabbitmq", Pattern: p, Impl: Raw, N: n, Setup: rabbitRaw(url, p)},
 		)
+		if p == PubSub {
+			cs = append(cs, Case{Transport: "rabbitmq", Pattern: p, Impl: SwitchboardBatch, N: n, Setup: sbBatchSetup(openRabbit(url), false)})
+		}
 		if p == Publish || p == PubSub || p == Latency {
 			cs = append(cs, Case{Transport: "rabbitmq", Pattern: p, Impl: Watermill, N: n, Setup: watermillAMQP(url, p)})
 		}

@@ -130,6 +130,13 @@ func (rp *Report) Markdown(w io.Writer) {
 				ratio(rp.ratios(tr, p, Switchboard, RawUnbatched, tput)),
 				med1(vals(m[key{tr, p, Switchboard}], allocs)), med1(vals(o, allocs)))
 		}
+		if o := m[key{tr, PubSub, SwitchboardBatch}]; len(o) > 0 {
+			sb := m[key{tr, PubSub, Switchboard}]
+			fmt.Fprintf(w, "\nBatch handler (SubscribeBatch, batches of %d, wait %s) against the single-message handler, pubsub, msgs/s.\n\n", BatchHandlerSize, BatchHandlerWait)
+			fmt.Fprintf(w, "| pattern | batch handler | single-message handler | batch / single | allocs/msg batch · single |\n|---|---|---|---|---|\n")
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s · %s |\n", PubSub, fmtK(vals(o, tput)), fmtK(vals(sb, tput)),
+				ratio(rp.ratios(tr, PubSub, SwitchboardBatch, Switchboard, tput)), med1(vals(o, allocs)), med1(vals(sb, allocs)))
+		}
 		fmt.Fprintf(w, "\nLatency, ms (lower is better): one message at a time (latency: publish call → handler; rr-latency: request round trip).\n\n")
 		fmt.Fprintf(w, "| pattern | sb p50 | raw p50 | wm p50 | sb p99 | raw p99 | wm p99 | p50 sb / raw | p50 sb / wm | allocs/msg sb · raw · wm |\n")
 		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")

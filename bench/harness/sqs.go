@@ -44,6 +44,9 @@ func SQS(endpoint string, scale float64) []Case {
 	for _, p := range Patterns {
 		n := max(int(float64(ns[p])*scale), 10)
 		cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetupMode(p, openURL(u), true)})
+		if p == PubSub {
+			cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: SwitchboardBatch, N: n, Setup: sbBatchSetup(openURL(u), true)})
+		}
 		switch p {
 		case Publish, PubSub:
 			cs = append(cs,

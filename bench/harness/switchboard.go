@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-go/switchboard/messaging"
 )
@@ -113,6 +114,64 @@ func sbSetupMode(pattern string, open opener, queue bool) func(ctx context.Conte
 			}
 		default:
 			return fail(fmt.Errorf("unknown pattern %q", pattern))
+		}
+		return r, nil
+	}
+}
+
+// SwitchboardBatch is Switchboard with a batch handler (SubscribeBatch, or
+// ListenBatch on SQS), in the pubsub pattern only: batches of
+// BatchHandlerSize, BatchHandlerWait, MaxInFlight Prefetch, key ordering
+// off, the handler returns nil (one acknowledgement call per batch).
+const SwitchboardBatch = "switchboard-batch"
+
+// BatchHandlerSize and BatchHandlerWait configure SwitchboardBatch.
+const (
+	BatchHandlerSize = 100
+	BatchHandlerWait = 5 * time.Millisecond
+)
+
+// sbBatchSetup is the pubsub pattern of sbSetupMode with a batch handler.
+func sbBatchSetup(open opener, queue bool) func(ctx context.Context) (Runner, error) {
+	return func(ctx context.Context) (Runner, error) {
+		c, cleanup, err := open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		topic := uniq("bench")
+		r := &runner{closers: closers{func() error { return cleanup(topic) }, c.Close}}
+		msgs := make([]*messaging.Message, Batch)
+		for i := range msgs {
+			msgs[i] = &messaging.Message{Body: body}
+		}
+		cnt := newCounter()
+		h := func(_ context.Context, ms []*messaging.Message) error {
+			for range ms {
+				cnt.hit()
+			}
+			return nil
+		}
+		opts := []messaging.SubscribeOption{messaging.WithMaxInFlight(Prefetch), messaging.WithKeyOrdering(false),
+			messaging.WithBatchSize(BatchHandlerSize), messaging.WithBatchWait(BatchHandlerWait)}
+		publish := func(ctx context.Context, ms ...*messaging.Message) error { return c.Publish(ctx, topic, ms...) }
+		if queue {
+			_, err = c.ListenBatch(ctx, topic, h, opts...)
+			publish = func(ctx context.Context, ms ...*messaging.Message) error { return c.Notify(ctx, topic, ms...) }
+		} else {
+			_, err = c.SubscribeBatch(ctx, topic, "g", h, opts...)
+		}
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.run = func(ctx context.Context, n int) (Sample, error) {
+			done := cnt.arm(n)
+			start := now()
+			if err := batches(ctx, n, func(ctx context.Context, k int) error { return publish(ctx, msgs[:k]...) }); err != nil {
+				return Sample{}, err
+			}
+			err := waitDone(ctx, done, cnt)
+			return Sample{N: n, Elapsed: since(start)}, err
 		}
 		return r, nil
 	}
