@@ -508,6 +508,9 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	}
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
+	if from.Kind == transport.KindQueue && !s.awaitJoin(ctx, t.opts.SessionTimeout+t.opts.RebalanceTimeout) {
+		t.log.Debug("kafka: queue consumer not yet a group member when Subscribe returns", "queue", from.Name)
+	}
 	return s, nil
 }
 

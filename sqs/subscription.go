@@ -147,6 +147,8 @@ type subscription struct {
 
 	deletes batcher
 
+	lease *lease // a queue consumer's lease (see lease.go); nil for a group's; guarded by mu
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -446,8 +448,12 @@ func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		l := s.lease
 		s.mu.Unlock()
 		close(s.stop)
+		if l != nil {
+			l.release() // no longer counted
+		}
 		grace := time.AfterFunc(s.p.t.opts.WaitTime+5*time.Second, s.cancel)
 		s.wg.Wait()
 		grace.Stop()

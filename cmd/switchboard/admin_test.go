@@ -223,9 +223,10 @@ func testAdminCommands(t *testing.T, w *world) {
 
 // TestRequestAfterServeExitsBinary is issue 14's input 11 with real
 // processes: once the only "serve" process exited, a request fails at once
-// with exit 4 (no responders) where the broker counts a queue's consumers
-// (RabbitMQ); on Kafka and SQS, which cannot tell, it waits for its
-// timeout (exit 3).
+// with exit 4 (no responders) on every network broker (R147): RabbitMQ
+// counts the queue's consumers, Kafka the queue's group members, SQS the
+// consumers' leases. The request's --timeout is long, so a wait for it
+// would show as exit 3 after 30s.
 func TestRequestAfterServeExitsBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and needs brokers")
@@ -237,7 +238,8 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 		want int
 	}{
 		{"rabbitmq", amqpURL, exitNoResponders},
-		{"kafka", func(t *testing.T) string { return kafkatest.URL(t) }, exitTimeout},
+		{"kafka", func(t *testing.T) string { return kafkatest.URL(t) }, exitNoResponders},
+		{"sqs", sqsURL, exitNoResponders},
 	} {
 		t.Run(b.name, func(t *testing.T) {
 			url := b.url(t)
@@ -270,7 +272,7 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 			if err := serve.Wait(); err != nil {
 				t.Fatalf("serve: %v\n%s", err, errW.String())
 			}
-			req := exec.CommandContext(ctx, bin, "request", svc, "x", "--timeout", "3s")
+			req := exec.CommandContext(ctx, bin, "request", svc, "x", "--timeout", "30s")
 			req.Env = environ
 			out, err := req.CombinedOutput()
 			code := 0
