@@ -288,3 +288,52 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 		})
 	}
 }
+
+// TestListenUnknownRecipient is issue 14's input 5 for listen, on every
+// transport: listen on a name nobody notified or listened to exits 6 (not
+// found) and creates neither the queue nor its dead-letter queue; with
+// --create it creates the queue (and still no dead-letter queue); listen
+// on a dead-letter queue reads it and creates no "<name>.dlq.dlq".
+func TestListenUnknownRecipient(t *testing.T) { eachTransport(t, testListenUnknownRecipient) }
+
+func testListenUnknownRecipient(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := w.client().Admin()
+	missing := func(name string) {
+		t.Helper()
+		if _, err := adm.Inspect(ctx, name, ""); !errors.Is(err, messaging.ErrNotFound) {
+			t.Errorf("Inspect %s: %v, want ErrNotFound (nothing created)", name, err)
+		}
+	}
+
+	typo := w.n("mialer")
+	code, _, errOut := w.run("listen", typo, "--count", "1", "--timeout", "10s")
+	expectCode(t, "listen on an unknown recipient", code, exitNotFound, errOut)
+	if !strings.Contains(errOut, "does not exist") || !strings.Contains(errOut, "--create") {
+		t.Errorf("stderr does not say the queue is missing and how to create it:\n%s", errOut)
+	}
+	if strings.Count(errOut, typo) != 1 {
+		t.Errorf("stderr names %s %d times, want once:\n%s", typo, strings.Count(errOut, typo), errOut)
+	}
+	missing(typo)
+	missing(messaging.DeadLetterQueue(typo, ""))
+
+	fresh := w.n("fresh")
+	code, _, errOut = w.run("listen", "--create", fresh, "--timeout", "1s")
+	expectCode(t, "listen --create", code, exitOK, errOut)
+	if _, err := adm.Inspect(ctx, fresh, ""); err != nil {
+		t.Errorf("Inspect %s after listen --create: %v", fresh, err)
+	}
+	missing(messaging.DeadLetterQueue(fresh, ""))
+
+	mailer := w.n("mailer")
+	deadLetter(t, w, mailer, "", "mail-1")
+	dlq := messaging.DeadLetterQueue(mailer, "")
+	code, out, errOut := w.run("listen", dlq, "--count", "1", "--timeout", "10s")
+	expectCode(t, "listen on a dead-letter queue", code, exitOK, errOut)
+	if !strings.Contains(out, "mail-1") {
+		t.Errorf("listen on %s:\n%s", dlq, out)
+	}
+	missing(messaging.DeadLetterQueue(dlq, ""))
+}
