@@ -18,6 +18,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -535,7 +536,7 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 		}
 		if err != nil {
 			if attempt < 20 && isUnavailable(err) && ctx.Err() == nil {
-				sleepCtx(ctx, 100*time.Millisecond)
+				wait.Sleep(ctx, nil, 100*time.Millisecond)
 				continue
 			}
 			return t.wrap("declare group "+gid, err)
@@ -579,7 +580,7 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 			return t.wrap("declare group "+gid, err)
 		}
 		t.log.Debug("kafka: declare group: commit failed, retrying", "group", gid, "err", err)
-		sleepCtx(ctx, 100*time.Millisecond)
+		wait.Sleep(ctx, nil, 100*time.Millisecond)
 	}
 }
 
@@ -593,7 +594,7 @@ func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 		if err == nil || attempt >= 10 || ctx.Err() != nil || !isUnavailable(err) {
 			return v, err
 		}
-		sleepCtx(ctx, delay)
+		wait.Sleep(ctx, nil, delay)
 		if delay < time.Second {
 			delay *= 2
 		}
@@ -606,15 +607,6 @@ func lastOffsets(n int) []kafkago.OffsetRequest {
 		r[i] = kafkago.LastOffsetOf(i)
 	}
 	return r
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-	case <-tm.C:
-	}
 }
 
 func randomHex(n int) string {

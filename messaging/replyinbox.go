@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -161,11 +162,9 @@ func (ri *replyInbox) run(ctx context.Context) {
 			return
 		}
 		failures++
-		wait := min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
-		ri.log.Warn("switchboard: reply inbox receive failed; retrying", "error", err, "wait", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		pause := min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
+		ri.log.Warn("switchboard: reply inbox receive failed; retrying", "error", err, "wait", pause)
+		if !wait.Sleep(ctx, nil, pause) {
 			return
 		}
 	}

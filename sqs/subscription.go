@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -64,17 +65,11 @@ func (p *poller) recover(ctx context.Context, stop <-chan struct{}, err error) b
 	} else {
 		p.backoff = min(2*p.backoff, 2*time.Second)
 	}
-	wait := p.backoff
+	pause := p.backoff
 	p.mu.Unlock()
-	p.t.log.Warn("sqs: receive failed; retrying", "from", p.name, "in", wait, "err", err)
-	tm := time.NewTimer(wait)
-	defer tm.Stop()
-	select {
-	case <-stop:
+	p.t.log.Warn("sqs: receive failed; retrying", "from", p.name, "in", pause, "err", err)
+	if !wait.Sleep(ctx, stop, pause) {
 		return false
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
 	}
 	if errors.Is(err, transport.ErrNotFound) {
 		u, derr := p.declare(ctx, true)
