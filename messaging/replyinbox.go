@@ -12,7 +12,9 @@ import (
 	"github.com/switchboard-go/switchboard/transport"
 )
 
-// pending is a request waiting for replies.
+// pending is a request waiting for replies. deliver must not block: it
+// may run in the goroutine of the Send that carries the reply (see
+// openInbox).
 type pending interface{ deliver(*Message) }
 
 // replyInbox is a client's reply inbox and the requests waiting for
@@ -93,30 +95,44 @@ func (c *Client) ensureReplyInbox(ctx context.Context) (*replyInbox, error) {
 }
 
 // openInbox opens the transport's reply inbox and installs it as the
-// client's replyInbox. A failed
-// opening is forgotten, so that the next request tries again.
+// client's replyInbox. A failed opening is forgotten, so that the next
+// request tries again. Where the transport hands replies straight to a
+// function (transport.PushInboxOpener), each reply is dispatched in the
+// goroutine that brings it, with no receive loop in between; elsewhere a
+// receive loop (run) dispatches them.
 func (c *Client) openInbox(ctx context.Context, op *inboxOpening) {
 	defer c.ops.Done()
 	defer op.cancel()
-	inbox, err := c.t.OpenInbox(ctx)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer close(op.done)
-	c.opening = nil
-	if err != nil {
-		op.err = wrapOp(err, "open reply inbox", "", "")
-		return
-	}
 	rctx, cancel := context.WithCancel(context.Background())
 	ib := &replyInbox{
-		inbox:   inbox,
-		addr:    inbox.Address(),
 		log:     c.log,
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		pending: make(map[string]pending),
 	}
-	go ib.run(rctx)
+	var inbox transport.Inbox
+	var err error
+	pusher, push := c.t.(transport.PushInboxOpener)
+	if push {
+		inbox, err = pusher.OpenPushInbox(ctx, ib.dispatch)
+	} else {
+		inbox, err = c.t.OpenInbox(ctx)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer close(op.done)
+	c.opening = nil
+	if err != nil {
+		cancel()
+		op.err = wrapOp(err, "open reply inbox", "", "")
+		return
+	}
+	ib.inbox, ib.addr = inbox, inbox.Address()
+	if push {
+		close(ib.done) // no receive loop
+	} else {
+		go ib.run(rctx)
+	}
 	c.replies = ib // closed by Shutdown, even when it began meanwhile
 }
 
@@ -136,23 +152,32 @@ func (ri *replyInbox) unregister(corr string) {
 	ri.mu.Unlock()
 }
 
+// dispatch hands a reply to the request waiting for its correlation ID,
+// or drops it (late, or duplicated). It never blocks: every pending's
+// deliver returns at once.
+func (ri *replyInbox) dispatch(tm *transport.Message) {
+	m := fromTransport(tm, "")
+	m.Responder = m.reserved[hdrResponder]
+	ri.mu.Lock()
+	p := ri.pending[m.CorrelationID]
+	ri.mu.Unlock()
+	if p == nil {
+		ri.dropped.Add(1)
+		ri.log.Debug("switchboard: reply matches no waiting request; dropped", "correlation_id", m.CorrelationID)
+		return
+	}
+	p.deliver(m)
+}
+
+// run receives the replies of a transport without push inboxes and
+// dispatches them, until ctx ends.
 func (ri *replyInbox) run(ctx context.Context) {
 	defer close(ri.done)
 	failures := 0
 	for {
 		msgs, err := ri.inbox.Receive(ctx)
 		for _, tm := range msgs {
-			m := fromTransport(tm, "")
-			m.Responder = m.reserved[hdrResponder]
-			ri.mu.Lock()
-			p := ri.pending[m.CorrelationID]
-			ri.mu.Unlock()
-			if p == nil {
-				ri.dropped.Add(1)
-				ri.log.Debug("switchboard: reply matches no waiting request; dropped", "correlation_id", m.CorrelationID)
-				continue
-			}
-			p.deliver(m)
+			ri.dispatch(tm)
 		}
 		if err == nil {
 			failures = 0
