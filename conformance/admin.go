@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/switchboard-go/switchboard/messaging"
-	"github.com/switchboard-go/switchboard/transport"
 )
 
 // adminCases are the Admin cases: deleting and purging what was declared.
@@ -18,7 +17,6 @@ var adminCases = []testCase{
 	{"Admin", "MissingAndInvalid", adminMissing},
 	{"Admin", "InspectAndPeekDoNotConsume", adminPeek},
 	{"Admin", "ListenOnDeadLetterQueue", adminListenDLQ},
-	{"Admin", "RequestWithoutLiveResponders", adminNoLiveResponders},
 }
 
 // idle subscribes a handler that succeeds and closes it at once, so that
@@ -280,61 +278,4 @@ func adminListenDLQ(e *env) {
 	}
 	_, err := adm.Inspect(e.ctx, messaging.DeadLetterQueue(dlq, ""), "")
 	e.mustErr("Inspect of "+dlq+".dlq", err, messaging.ErrNotFound)
-}
-
-// adminNoLiveResponders proves R95: once every responder of a service has
-// stopped, a request fails at once with ErrNoResponders on transports
-// that count a queue's consumers (transport.ConsumerCounter: inmem,
-// RabbitMQ); elsewhere (Kafka, SQS) it waits for its deadline (ErrTimeout).
-// Either way the expired request is never handed to a later responder.
-func adminNoLiveResponders(e *env) {
-	_, counts := e.transport().(transport.ConsumerCounter)
-	c := e.client()
-	svc := e.name("s")
-	s := e.serve(c, svc, echo)
-	if _, err := c.Request(e.ctx, svc, msg("", "one")); err != nil {
-		e.Fatalf("Request while served: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		e.Fatalf("close server: %v", err)
-	}
-	if counts {
-		// The broker forgets a closed consumer asynchronously (RabbitMQ's
-		// quorum queues within moments): wait until it reports none.
-		adm := c.Admin()
-		for {
-			info, err := adm.Inspect(e.ctx, messaging.RequestQueue(svc), "")
-			if err != nil {
-				e.Fatalf("Inspect: %v", err)
-			}
-			if info.Consumers == 0 {
-				break
-			}
-			select {
-			case <-e.ctx.Done():
-				e.Fatalf("the broker still reports %d consumers of the closed server", info.Consumers)
-			case <-time.After(20 * time.Millisecond): // polling the broker's state
-			}
-		}
-	}
-	requester := e.client()
-	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
-	defer cancel()
-	_, err := requester.Request(ctx, svc, msg("", "two"))
-	if counts {
-		e.mustErr("Request once its responders stopped", err, messaging.ErrNoResponders)
-	} else {
-		e.mustErr("Request once its responders stopped (the transport cannot count consumers)", err, messaging.ErrTimeout)
-	}
-	r := &recorder{}
-	e.serve(e.client(), svc, func(ctx context.Context, m *messaging.Message) (*messaging.Message, error) {
-		r.add(m)
-		return echo(ctx, m)
-	})
-	if _, err := requester.Request(e.ctx, svc, msg("", "three")); err != nil {
-		e.Fatalf("Request once served again: %v", err)
-	}
-	if r.has("two") {
-		e.Errorf("the request made while nobody served, expired since, reached the new responder")
-	}
 }

@@ -108,6 +108,7 @@ var baseCases = []testCase{
 	{"Request", "Concurrent500", requestConcurrent500},
 	{"Request", "LateReplyDropped", requestLateReplyDropped},
 	{"Request", "NoResponders", requestNoResponders},
+	{"Request", "NoRespondersOnceStopped", requestNoRespondersOnceStopped},
 
 	{"AsyncRequest", "Future", asyncFuture},
 	{"AsyncRequest", "Handler", asyncHandler},

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-go/switchboard/breaker"
+	"github.com/switchboard-go/switchboard/codec"
 	"github.com/switchboard-go/switchboard/dedup"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/transport"
@@ -138,9 +139,9 @@ type orderV2 struct {
 func versioningUpgrade(e *env) {
 	c := e.client()
 	topic := e.name("t")
-	r := messaging.NewRouter(messaging.JSON)
+	r := codec.NewRouter(codec.JSON)
 	got := make(chan orderV2, 4)
-	messaging.Route(r, "order.created", "2", func(ctx context.Context, m *messaging.Message, o orderV2) error {
+	codec.Route(r, "order.created", "2", func(ctx context.Context, m *messaging.Message, o orderV2) error {
 		got <- o
 		return nil
 	})
@@ -157,11 +158,11 @@ func versioningUpgrade(e *env) {
 		return err
 	})
 	e.subscribe(c, topic, e.name("g"), r.Handler())
-	v1, err := messaging.Encode(messaging.JSON, "order.created", "1", map[string]any{"id": "old", "euros": 2.5})
+	v1, err := codec.Encode(codec.JSON, "order.created", "1", map[string]any{"id": "old", "euros": 2.5})
 	if err != nil {
 		e.Fatal(err)
 	}
-	v2, _ := messaging.Encode(messaging.JSON, "order.created", "2", orderV2{ID: "new", Cents: 7})
+	v2, _ := codec.Encode(codec.JSON, "order.created", "2", orderV2{ID: "new", Cents: 7})
 	v1.Key, v2.Key = "k", "k"
 	e.publish(c, topic, v1, v2)
 	for _, want := range []orderV2{{"old", 250}, {"new", 7}} {
@@ -183,8 +184,8 @@ func versioningBadMessagesDeadLettered(e *env) {
 	c := e.client()
 	topic, group := e.name("t"), e.name("g")
 	dl := e.listenDeadLetters(c, messaging.DeadLetterQueue(topic, group))
-	r := messaging.NewRouter()
-	messaging.Route(r, "known", "1", func(ctx context.Context, m *messaging.Message, v map[string]any) error { return nil })
+	r := codec.NewRouter()
+	codec.Route(r, "known", "1", func(ctx context.Context, m *messaging.Message, v map[string]any) error { return nil })
 	e.subscribe(c, topic, group, r.Handler())
 	bad := map[string]*messaging.Message{
 		"unknown-type":    {Type: "mystery", Version: "1", Body: []byte("unknown-type")},

@@ -220,6 +220,62 @@ func requestNoResponders(e *env) {
 	e.mustErr("RequestAsync", err, messaging.ErrNoResponders)
 }
 
+// requestNoRespondersOnceStopped proves R95: a responder is counted as
+// soon as Serve returns and no longer once its subscription is closed, so
+// a request made after every responder of a service stopped fails at once
+// with ErrNoResponders (Request and RequestAsync) on every transport,
+// instead of waiting for its deadline; nothing of it stays queued for a
+// later responder.
+func requestNoRespondersOnceStopped(e *env) {
+	c := e.client()
+	svc := e.name("s")
+	s := e.serve(c, svc, echo)
+	if _, err := c.Request(e.ctx, svc, msg("", "one")); err != nil {
+		e.Fatalf("Request while served: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		e.Fatalf("close server: %v", err)
+	}
+	// The broker forgets a closed consumer asynchronously (RabbitMQ's
+	// quorum queues within moments): wait until it reports none.
+	adm := c.Admin()
+	for {
+		info, err := adm.Inspect(e.ctx, messaging.RequestQueue(svc), "")
+		if err != nil {
+			e.Fatalf("Inspect: %v", err)
+		}
+		if info.Consumers == 0 {
+			break
+		}
+		if info.Consumers < 0 {
+			e.Fatalf("Inspect of a request queue reports an unknown consumer count (%d): every transport must count a request queue's consumers", info.Consumers)
+		}
+		select {
+		case <-e.ctx.Done():
+			e.Fatalf("the broker still reports %d consumers of the closed server", info.Consumers)
+		case <-time.After(20 * time.Millisecond): // polling the broker's state
+		}
+	}
+	requester := e.client()
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	_, err := requester.Request(ctx, svc, msg("", "two"))
+	e.mustErr("Request once its responders stopped", err, messaging.ErrNoResponders)
+	_, err = requester.RequestAsync(ctx, svc, msg("", "two"))
+	e.mustErr("RequestAsync once its responders stopped", err, messaging.ErrNoResponders)
+	r := &recorder{}
+	e.serve(e.client(), svc, func(ctx context.Context, m *messaging.Message) (*messaging.Message, error) {
+		r.add(m)
+		return echo(ctx, m)
+	})
+	if _, err := requester.Request(e.ctx, svc, msg("", "three")); err != nil {
+		e.Fatalf("Request once served again: %v", err)
+	}
+	if r.has("two") {
+		e.Errorf("a request refused for want of responders reached the new responder")
+	}
+}
+
 // asyncFuture proves R17: RequestAsync returns a Future whose Wait gives
 // the reply, and whose CorrelationID the reply carries.
 func asyncFuture(e *env) {

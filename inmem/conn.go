@@ -84,7 +84,14 @@ func (c *conn) Send(ctx context.Context, to transport.Address, msgs []*transport
 	case transport.KindReply:
 		b.mu.Lock()
 		q := b.inboxes[to.Name]
+		push := b.pushes[to.Name]
 		b.mu.Unlock()
+		if push != nil {
+			for _, cp := range copies {
+				push(&cp)
+			}
+			return nil
+		}
 		if q == nil {
 			return nil // the requester is gone: the reply is dropped
 		}
@@ -378,6 +385,14 @@ func (in *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	default:
 	}
+	if in.q == nil { // a push inbox: its replies go to its deliver function
+		select {
+		case <-in.closed:
+			return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	es, err := in.q.pop(ctx, in.closed, in.wake, 64, nil)
 	if err != nil {
 		return nil, err
@@ -395,6 +410,7 @@ func (in *inbox) Close() error {
 		close(in.closed)
 		in.c.b.mu.Lock()
 		delete(in.c.b.inboxes, in.addr)
+		delete(in.c.b.pushes, in.addr)
 		in.c.b.mu.Unlock()
 		in.c.mu.Lock()
 		delete(in.c.inboxes, in)

@@ -67,6 +67,7 @@ type Broker struct {
 	topics  map[string]map[string]*queue // topic -> group -> queue
 	queues  map[string]*queue
 	inboxes map[string]*queue
+	pushes  map[string]func(*transport.Message) // push inboxes (pushinbox.go), made on first use
 	nextID  atomic.Uint64
 }
 

@@ -369,3 +369,58 @@ func record(topic string, partition int, r *kafkago.Record) (kafkago.Message, er
 		Key: key, Value: value, Headers: r.Headers,
 	}, nil
 }
+
+var _ transport.ConsumerCounter = (*Transport)(nil)
+
+// Consumers implements transport.ConsumerCounter: the members of the
+// queue's consumer group (DescribeGroups; the group is named like the
+// queue's topic, "queue.<name>"). A queue's Subscribe returns once its
+// consumer joined the group, and Close leaves it (LeaveGroup), so the
+// count follows Subscribe and Close at once; a consumer whose process
+// died counts until the group's session timeout (Options.SessionTimeout,
+// default 10s) expires it. Only a group in state Empty counts 0: a group
+// rebalancing may list no member while its members rejoin, and counts as
+// unknown, as does a group the broker does not know (Dead: no
+// Switchboard consumer has used the queue, or the broker forgot the empty
+// group, or the queue is read without that group, as a consumer not
+// written with Switchboard may) is no count: an error matching
+// errors.ErrUnsupported. A missing queue is an error matching
+// ErrNotFound.
+func (t *Transport) Consumers(ctx context.Context, queue string) (int, error) {
+	tg, err := t.target(transport.Queue(queue), "")
+	if err != nil {
+		return 0, err
+	}
+	dg, err := retry(ctx, func() (*kafkago.DescribeGroupsResponse, error) {
+		return t.client.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{tg.gid}})
+	})
+	if err != nil {
+		return 0, t.wrap("describe "+tg.what, err)
+	}
+	for _, g := range dg.Groups {
+		if g.GroupID != tg.gid || g.Error != nil {
+			continue
+		}
+		if len(g.Members) > 0 {
+			return len(g.Members), nil
+		}
+		if g.GroupState == "Empty" { // no members (during a rebalance, members may not be listed)
+			ok, err := t.exists(ctx, tg.topic)
+			if err != nil {
+				return 0, err
+			}
+			if !ok {
+				return 0, fmt.Errorf("kafka: %s: %w", tg.what, transport.ErrNotFound)
+			}
+			return 0, nil
+		}
+	}
+	ok, err := t.exists(ctx, tg.topic)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("kafka: %s: %w", tg.what, transport.ErrNotFound)
+	}
+	return 0, fmt.Errorf("kafka: consumers of %s: its group %s lists no member and is not Empty (unknown to the broker, or rebalancing): %w", tg.what, tg.gid, errors.ErrUnsupported)
+}

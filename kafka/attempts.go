@@ -8,6 +8,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/switchboard-go/switchboard/internal/wait"
 )
 
 // Delivery counts on Kafka (SEMANTICS.md R75, "Crash loops"). Kafka has no
@@ -244,9 +246,6 @@ func (s *subscription) commitWithMetadata(ctx context.Context, g *generation, co
 		if err == nil || ctx.Err() != nil || attempt >= retries {
 			return err
 		}
-		select {
-		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
-		case <-ctx.Done():
-		}
+		wait.Sleep(ctx, nil, time.Duration(attempt+1)*50*time.Millisecond)
 	}
 }

@@ -187,9 +187,17 @@
 // (DeleteTopics is asynchronous on a real cluster: re-creating the queue
 // at once may fail until it completes), Purge commits the end offsets,
 // Inspect counts the records after the group's committed offsets and the
-// group's members (which join after Subscribe returns), and Peek fetches
-// from those offsets without joining the group or committing. Kafka
-// refuses to delete or purge a group with members (ErrInvalid). The
-// adapter does not implement transport.ConsumerCounter: a request to a
-// service nobody serves any more waits for its deadline.
+// group's members, and Peek fetches from those offsets without joining
+// the group or committing. Kafka refuses to delete or purge a group with
+// members (ErrInvalid).
+//
+// Responders: the adapter implements transport.ConsumerCounter with the
+// members of a queue's consumer group (DescribeGroups). Subscribe to a
+// queue returns once its consumer joined the group (at most
+// SessionTimeout+RebalanceTimeout, or when ctx ends; a real cluster delays
+// a new group's first join by group.initial.rebalance.delay.ms, 3s by
+// default), and Close leaves it, so a request to a service nobody serves
+// any more fails at once with messaging.ErrNoResponders; a responder whose
+// process died counts until its session times out (SessionTimeout,
+// default 10s).
 package kafka

@@ -2,14 +2,13 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/switchboard-go/switchboard/internal/tlserr"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -22,7 +21,7 @@ func (t *Transport) wrapConn(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if isTLSErr(err) {
+	if tlserr.Handshake(err) {
 		return fmt.Errorf("kafka: %s: %w: %w", op, transport.ErrTLS, err)
 	}
 	if isSASLErr(err) {
@@ -75,16 +74,4 @@ func (t *Transport) probeSASL() error {
 		}
 	}
 	return first
-}
-
-// isTLSErr reports whether err comes from a TLS handshake that failed.
-func isTLSErr(err error) bool {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	var ae tls.AlertError
-	var rh tls.RecordHeaderError
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
-		errors.As(err, &ae) || errors.As(err, &rh)
 }

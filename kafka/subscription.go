@@ -47,6 +47,9 @@ type subscription struct {
 
 	commitMu sync.Mutex // serialises offset commits (each carries the latest counts)
 
+	joined     chan struct{} // closed once the first generation is joined
+	joinedOnce sync.Once
+
 	closeOnce sync.Once
 }
 
@@ -183,11 +186,29 @@ func (t *Transport) newSubscription(topic, gid string, opts transport.SubscribeO
 		out:     make(chan delivery, n),
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}),
+		joined:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.runWG.Add(1)
 	go s.run()
 	return s, nil
+}
+
+// awaitJoin waits until the subscription has joined its group (its first
+// generation began), ctx ends or limit passes, whichever is first, so that
+// a queue's consumer is a member the broker reports (DescribeGroups) once
+// Subscribe returns (see Transport.Consumers). It reports whether it
+// joined; not joining in time is not an error: the group goes on joining.
+func (s *subscription) awaitJoin(ctx context.Context, limit time.Duration) bool {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-s.joined:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // run follows the group's generations.
@@ -215,6 +236,7 @@ func (s *subscription) run() {
 		s.mu.Unlock()
 		s.loadAttempts(s.ctx, g)
 		s.log.Debug("kafka: joined generation", "generation", gen.ID, "partitions", len(g.parts))
+		s.joinedOnce.Do(func() { close(s.joined) })
 		for _, pa := range gen.Assignments[s.topic] {
 			p, start := g.parts[pa.ID], pa.Offset
 			gen.Start(func(ctx context.Context) { s.fetch(ctx, p, start) })

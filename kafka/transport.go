@@ -18,6 +18,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -508,6 +509,9 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	}
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
+	if from.Kind == transport.KindQueue && !s.awaitJoin(ctx, t.opts.SessionTimeout+t.opts.RebalanceTimeout) {
+		t.log.Debug("kafka: queue consumer not yet a group member when Subscribe returns", "queue", from.Name)
+	}
 	return s, nil
 }
 
@@ -532,7 +536,7 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 		}
 		if err != nil {
 			if attempt < 20 && isUnavailable(err) && ctx.Err() == nil {
-				sleepCtx(ctx, 100*time.Millisecond)
+				wait.Sleep(ctx, nil, 100*time.Millisecond)
 				continue
 			}
 			return t.wrap("declare group "+gid, err)
@@ -576,7 +580,7 @@ func (t *Transport) declareGroup(ctx context.Context, topic, gid string) error {
 			return t.wrap("declare group "+gid, err)
 		}
 		t.log.Debug("kafka: declare group: commit failed, retrying", "group", gid, "err", err)
-		sleepCtx(ctx, 100*time.Millisecond)
+		wait.Sleep(ctx, nil, 100*time.Millisecond)
 	}
 }
 
@@ -590,7 +594,7 @@ func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 		if err == nil || attempt >= 10 || ctx.Err() != nil || !isUnavailable(err) {
 			return v, err
 		}
-		sleepCtx(ctx, delay)
+		wait.Sleep(ctx, nil, delay)
 		if delay < time.Second {
 			delay *= 2
 		}
@@ -603,15 +607,6 @@ func lastOffsets(n int) []kafkago.OffsetRequest {
 		r[i] = kafkago.LastOffsetOf(i)
 	}
 	return r
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-	case <-tm.C:
-	}
 }
 
 func randomHex(n int) string {

@@ -40,8 +40,8 @@ type Client struct {
 	declared  sync.Map       // queue name -> struct{}: declared by Notify
 	rpcQueues sync.Map       // service -> its request queue name
 	served    sync.Map       // service -> time.Time it was last found served (responders.go)
-	rt        *router        // reply router, opened on first request
-	opening   *inboxOpening  // the opening of rt under way, or nil
+	replies   *replyInbox    // the reply inbox, opened on first request
+	opening   *inboxOpening  // the opening of replies under way, or nil
 	closeErr  error
 	closing   chan struct{}
 }
@@ -310,10 +310,10 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	c.ops.Wait() // sends, and an inbox opening, in progress
 	c.mu.Lock()
-	rt := c.rt
+	ib := c.replies
 	c.mu.Unlock()
-	if rt != nil {
-		rt.close()
+	if ib != nil {
+		ib.close()
 	}
 	if err := c.t.Close(); err != nil && !errors.Is(err, ErrClosed) {
 		errs = append(errs, wrapOp(err, "close transport", "", ""))

@@ -74,8 +74,8 @@
 //
 // Message.Topic tells a handler where a message came from: the topic, the
 // recipient's queue or the service. Message.As and Client.As reach the
-// broker's native types. Router and the codecs decode typed messages and
-// upgrade old versions; WithSendMiddleware and WithMiddleware wrap sends
+// broker's native types. Package codec's Router and codecs decode typed
+// messages and upgrade old versions; WithSendMiddleware and WithMiddleware wrap sends
 // and handlers (package breaker adds circuit breakers);
 // WithTracerProvider and WithMeterProvider turn on OpenTelemetry.
 // Client.Admin inspects, peeks at, purges and deletes consumer groups and

@@ -24,8 +24,9 @@ var (
 	// ErrUnavailable is returned when the broker cannot be reached.
 	ErrUnavailable = transport.ErrUnavailable
 	// ErrNoResponders is returned by Request and RequestAsync when no
-	// responder has ever served the service, so the request could not be
-	// delivered.
+	// responder has ever served the service, or when none serves it now
+	// (its request queue has no consumer: see transport.ConsumerCounter);
+	// nothing was sent.
 	ErrNoResponders = errors.New("switchboard: no responders")
 	// ErrTimeout is returned when a request's deadline passes before its
 	// reply arrives, and by Gather when fewer replies than wanted arrived

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchboard-go/switchboard/codec"
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/outbox"
 	"github.com/switchboard-go/switchboard/outbox/outboxtest"
@@ -30,7 +31,7 @@ func placeOrder(ctx context.Context, db *sql.DB, ob *outbox.Outbox, orders strin
 	if _, err := tx.ExecContext(ctx, "INSERT INTO "+orders+" (id, total) VALUES ("+ob.Dialect().P(1)+", "+ob.Dialect().P(2)+")", o.ID, o.Total); err != nil {
 		return err
 	}
-	event, err := messaging.Encode(messaging.JSON, "order.created", "1", o)
+	event, err := codec.Encode(codec.JSON, "order.created", "1", o)
 	if err != nil {
 		return err
 	}

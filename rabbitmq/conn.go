@@ -6,39 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
+// backoffMin is the first pause of the reconnect and retry loops
+// (wait.Backoff doubles it up to each loop's limit).
 const backoffMin = 50 * time.Millisecond
-
-// backoff returns the delay after attempt n (0-based), with jitter.
-func backoff(n int, max time.Duration) time.Duration {
-	d := backoffMin << min(n, 16)
-	if d > max || d <= 0 {
-		d = max
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleepCtx waits d, or until ctx or done ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, done <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-done:
-	}
-	return false
-}
 
 // connMgr owns the AMQP connection and redials it when it drops.
 type connMgr struct {
@@ -164,7 +144,7 @@ func (m *connMgr) loop(conn *amqp.Connection) {
 		host := -1
 	redial:
 		for n := 0; ; n++ {
-			if !sleepCtx(context.Background(), m.done, backoff(n, m.maxB)) {
+			if !wait.Sleep(context.Background(), m.done, wait.Backoff(n, backoffMin, m.maxB)) {
 				return
 			}
 			for j := 1; j <= len(m.urls); j++ {
@@ -220,7 +200,7 @@ func (m *connMgr) get(ctx context.Context, done <-chan struct{}) (*amqp.Connecti
 			return c, gen, nil
 		}
 		if c != nil { // dropped; the loop has not noticed yet
-			if !sleepCtx(ctx, done, 10*time.Millisecond) {
+			if !wait.Sleep(ctx, done, 10*time.Millisecond) {
 				return nil, 0, m.waitErr(ctx, done, last)
 			}
 			continue
@@ -388,7 +368,7 @@ func (k *keeper[S]) loop(ch *amqp.Channel, st S) {
 				return
 			}
 			k.m.log.Warn("rabbitmq: reopening channel failed", "channel", k.name, "err", err)
-			if !sleepCtx(ctx, k.done, backoff(n, k.m.maxB)) {
+			if !wait.Sleep(ctx, k.done, wait.Backoff(n, backoffMin, k.m.maxB)) {
 				cancel()
 				return
 			}

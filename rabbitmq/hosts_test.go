@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -116,7 +117,7 @@ func TestHostFailover(t *testing.T) {
 		if c != nil && g > gen {
 			break
 		}
-		if !sleepCtx(ctx, nil, 10*time.Millisecond) {
+		if !wait.Sleep(ctx, nil, 10*time.Millisecond) {
 			t.Fatal("no reconnection")
 		}
 	}
@@ -146,7 +147,7 @@ func TestHostFailover(t *testing.T) {
 		if c != nil && g > gen {
 			break
 		}
-		if !sleepCtx(ctx, nil, 10*time.Millisecond) {
+		if !wait.Sleep(ctx, nil, 10*time.Millisecond) {
 			t.Fatal("no reconnection")
 		}
 	}
@@ -200,13 +201,13 @@ func TestPing(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("ping never failed while the broker was unreachable: %v", err)
 		}
-		sleepCtx(ctx, nil, 10*time.Millisecond)
+		wait.Sleep(ctx, nil, 10*time.Millisecond)
 	}
 	mu.Lock()
 	refuse = false
 	mu.Unlock()
 	for tr.Ping(ctx) != nil {
-		if !sleepCtx(ctx, nil, 20*time.Millisecond) {
+		if !wait.Sleep(ctx, nil, 20*time.Millisecond) {
 			t.Fatal("ping never recovered")
 		}
 	}

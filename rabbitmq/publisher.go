@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -283,7 +284,7 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 			return err
 		}
 		if pc.isDead() { // the keeper has not noticed yet
-			if !sleepCtx(ctx, p.t.closed, 10*time.Millisecond) {
+			if !wait.Sleep(ctx, p.t.closed, 10*time.Millisecond) {
 				if ctx.Err() == nil {
 					return errClosed("send")
 				}
@@ -367,7 +368,7 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 			if nackRounds > 5 {
 				return fmt.Errorf("%w: rabbitmq: publish to %s: broker nacked the message %d times", transport.ErrUnavailable, todo[0].dest, nackRounds)
 			}
-			if !sleepCtx(ctx, p.t.closed, backoff(nackRounds, time.Second)) {
+			if !wait.Sleep(ctx, p.t.closed, wait.Backoff(nackRounds, backoffMin, time.Second)) {
 				if ctx.Err() == nil {
 					return fmt.Errorf("%w: rabbitmq: transport closed", transport.ErrClosed)
 				}

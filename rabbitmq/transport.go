@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/rabbitmq/internal/declared"
 	"github.com/switchboard-go/switchboard/transport"
 )
@@ -211,7 +212,7 @@ func (t *Transport) rpc(ctx context.Context, op string, fn func(ch *amqp.Channel
 		}
 		if transient && attempt < 5 {
 			// The channel or connection dropped under us: retry on the next one.
-			if !sleepCtx(ctx, t.closed, backoff(attempt, t.opts.ReconnectMaxDelay)) {
+			if !wait.Sleep(ctx, t.closed, wait.Backoff(attempt, backoffMin, t.opts.ReconnectMaxDelay)) {
 				return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
 			}
 			continue

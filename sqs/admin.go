@@ -150,8 +150,10 @@ func (t *Transport) Purge(ctx context.Context, a transport.Address, group string
 
 // Inspect implements transport.Admin with GetQueueAttributes:
 // ApproximateNumberOfMessages (visible messages; those received and not
-// yet deleted are not counted). SQS does not report consumers
-// (Consumers is -1).
+// yet deleted are not counted). SQS does not report consumers: for a
+// queue, Consumers is its unexpired consumer leases (see
+// Options.ConsumerLease), or -1 when no consumer ever took one; for a
+// topic's group it is -1.
 func (t *Transport) Inspect(ctx context.Context, a transport.Address, group string) (transport.QueueInfo, error) {
 	qname, qurl, err := t.adminQueue(ctx, a, group)
 	if err != nil {
@@ -168,7 +170,17 @@ func (t *Transport) Inspect(ctx context.Context, a transport.Address, group stri
 	if err != nil {
 		return transport.QueueInfo{}, fmt.Errorf("sqs: GetQueueAttributes %s: ApproximateNumberOfMessages: %w", qname, err)
 	}
-	return transport.QueueInfo{Messages: n, Consumers: -1}, nil
+	info := transport.QueueInfo{Messages: n, Consumers: -1}
+	if a.Kind == transport.KindQueue {
+		n, known, err := t.liveLeases(ctx, qname, qurl)
+		if err != nil {
+			return transport.QueueInfo{}, err
+		}
+		if known {
+			info.Consumers = n
+		}
+	}
+	return info, nil
 }
 
 // Peek implements transport.Admin: SQS cannot read a message without

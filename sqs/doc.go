@@ -223,11 +223,23 @@
 // subscriptions to the group's queue and deletes the queue, DeleteQueue
 // deletes a queue (AWS refuses a queue of the same name for 60 s after:
 // QueueDeletedRecently), Purge is PurgeQueue (up to 60 s to complete, once
-// per 60 s), Inspect reports ApproximateNumberOfMessages and no consumer
-// count (-1). Peek is errors.ErrUnsupported: every ReceiveMessage raises
-// ApproximateReceiveCount. SQS cannot count consumers, so a request to a
-// service nobody serves any more waits for its deadline, and an expired
-// request stays queued until a responder receives and drops it.
+// per 60 s), Inspect reports ApproximateNumberOfMessages and, for a
+// queue, its consumer leases (a group's consumers: -1). Peek is
+// errors.ErrUnsupported: every ReceiveMessage raises
+// ApproximateReceiveCount.
+//
+// Responders: SQS does not report consumers, so each consumer of a queue
+// holds a lease on it, a queue tag "sb-consumer-<id>" whose value is its
+// expiry in Unix milliseconds, written before Subscribe returns, renewed
+// every Options.ConsumerLease/3 and removed on Close. The adapter
+// implements transport.ConsumerCounter by counting the unexpired leases
+// (ListQueueTags), so a request to a service nobody serves any more fails
+// at once with messaging.ErrNoResponders; a responder whose process died
+// counts until its lease expires (ConsumerLease, default 30s). A request
+// sent while a responder counted, whose responders then all stopped,
+// stays queued until a responder receives and drops it. Consumers need
+// the sqs:TagQueue and sqs:UntagQueue permissions, requesters
+// sqs:ListQueueTags.
 //
 // # Tests
 //

@@ -57,6 +57,18 @@ type Options struct {
 	Receivers int
 	// InboxPrefix starts the names of reply inbox queues. Default "sb-inbox".
 	InboxPrefix string
+	// ConsumerLease is how long a queue consumer's lease lasts (3s to
+	// 1h, default 30s). SQS does not report consumers, so each consumer
+	// of a queue (a service's request queue, a recipient's queue) tags
+	// the queue with a lease (TagQueue), renewed every ConsumerLease/3
+	// and removed on Close; Consumers counts the unexpired ones
+	// (ListQueueTags). A consumer whose process died counts until its
+	// lease expires, so a request to a service whose responders all
+	// crashed fails with messaging.ErrNoResponders after at most
+	// ConsumerLease (before that, it waits for its deadline). Consumers
+	// need sqs:TagQueue and sqs:UntagQueue, requesters
+	// sqs:ListQueueTags.
+	ConsumerLease time.Duration
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
 	// DialContext, when set, opens the HTTP connections to the service
@@ -114,6 +126,12 @@ func New(cfg aws.Config, opts Options) (*Transport, error) {
 	}
 	if opts.InboxPrefix == "" {
 		opts.InboxPrefix = "sb-inbox"
+	}
+	if opts.ConsumerLease == 0 {
+		opts.ConsumerLease = defaultConsumerLease
+	}
+	if opts.ConsumerLease < 3*time.Second || opts.ConsumerLease > time.Hour {
+		return nil, fmt.Errorf("sqs: %w: ConsumerLease %v: accepted 3s to 1h", transport.ErrInvalid, opts.ConsumerLease)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -684,6 +702,17 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	}
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
+	if from.Kind == transport.KindQueue {
+		// Counted (Consumers) from the moment Subscribe returns.
+		l := newLease(t, s.p)
+		if err := l.take(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.mu.Lock()
+		s.lease = l
+		s.mu.Unlock()
+	}
 	s.start()
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/switchboard-go/switchboard/internal/wait"
 	"github.com/switchboard-go/switchboard/transport"
 )
 
@@ -64,17 +65,11 @@ func (p *poller) recover(ctx context.Context, stop <-chan struct{}, err error) b
 	} else {
 		p.backoff = min(2*p.backoff, 2*time.Second)
 	}
-	wait := p.backoff
+	pause := p.backoff
 	p.mu.Unlock()
-	p.t.log.Warn("sqs: receive failed; retrying", "from", p.name, "in", wait, "err", err)
-	tm := time.NewTimer(wait)
-	defer tm.Stop()
-	select {
-	case <-stop:
+	p.t.log.Warn("sqs: receive failed; retrying", "from", p.name, "in", pause, "err", err)
+	if !wait.Sleep(ctx, stop, pause) {
 		return false
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
 	}
 	if errors.Is(err, transport.ErrNotFound) {
 		u, derr := p.declare(ctx, true)
@@ -146,6 +141,8 @@ type subscription struct {
 	held   map[string]time.Time // receipt handle -> visibility deadline
 
 	deletes batcher
+
+	lease *lease // a queue consumer's lease (see lease.go); nil for a group's; guarded by mu
 
 	closeOnce sync.Once
 	closeErr  error
@@ -446,8 +443,12 @@ func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		l := s.lease
 		s.mu.Unlock()
 		close(s.stop)
+		if l != nil {
+			l.release() // no longer counted
+		}
 		grace := time.AfterFunc(s.p.t.opts.WaitTime+5*time.Second, s.cancel)
 		s.wg.Wait()
 		grace.Stop()

@@ -75,12 +75,19 @@ type QueueInfo struct {
 // queue: consumers counted as soon as Subscribe returns and no longer
 // once they close or their connection drops. Package messaging uses it to
 // fail a request at once with ErrNoResponders when a service's queue has
-// no consumer. The in-memory and RabbitMQ adapters implement it; Kafka
-// does not (group members join after Subscribe returns, and a crashed
-// member counts until its session times out), nor does SQS (which does
-// not report consumers).
+// no consumer. Every adapter of this module implements it: inmem and
+// RabbitMQ count connected consumers, Kafka the queue's group members (its
+// Subscribe returns once joined), SQS the consumers' leases (queue tags);
+// a consumer whose process died counts until the broker expires it
+// (Kafka's session timeout, the SQS lease). A transport without it lets
+// every request to an existing queue go, to wait for its deadline.
 type ConsumerCounter interface {
 	// Consumers returns how many consumers are connected to the queue
-	// name, or an error matching ErrNotFound when it does not exist.
+	// name; an error matching ErrNotFound when it does not exist; an
+	// error matching errors.ErrUnsupported when the broker cannot tell for
+	// this queue (Kafka: its consumer group is unknown to the broker; SQS:
+	// no consumer ever took a lease on it), for example because its
+	// consumers were not written with Switchboard. Package messaging
+	// lets a request go on any error but ErrNotFound.
 	Consumers(ctx context.Context, queue string) (int, error)
 }

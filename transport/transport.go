@@ -268,6 +268,23 @@ type Inbox interface {
 	Close() error
 }
 
+// PushInboxOpener is implemented by transports that can hand each reply
+// straight to a function instead of through Inbox.Receive. It saves the
+// goroutine hand-off of a receive loop per reply where the replies do not
+// arrive on a goroutine of their own anyway (the in-memory transport calls
+// deliver in the goroutine of the Send that carries the reply). Package
+// messaging opens its reply inbox with it when the transport implements
+// it.
+type PushInboxOpener interface {
+	// OpenPushInbox opens a reply inbox as OpenInbox does, whose replies
+	// are passed to deliver, each once, possibly from several goroutines
+	// at a time. After Close, no new Send reaches deliver (one under way
+	// may still). deliver must not block; m is the receiver's own. The
+	// Inbox's Receive is not used: it blocks until ctx ends or the inbox
+	// is closed.
+	OpenPushInbox(ctx context.Context, deliver func(m *Message)) (Inbox, error)
+}
+
 // Capabilities reports a transport's limits and what its broker does
 // natively; what it does not, package messaging emulates.
 type Capabilities struct {

@@ -223,9 +223,10 @@ func testAdminCommands(t *testing.T, w *world) {
 
 // TestRequestAfterServeExitsBinary is issue 14's input 11 with real
 // processes: once the only "serve" process exited, a request fails at once
-// with exit 4 (no responders) where the broker counts a queue's consumers
-// (RabbitMQ); on Kafka and SQS, which cannot tell, it waits for its
-// timeout (exit 3).
+// with exit 4 (no responders) on every network broker (R147): RabbitMQ
+// counts the queue's consumers, Kafka the queue's group members, SQS the
+// consumers' leases. The request's --timeout is long, so a wait for it
+// would show as exit 3 after 30s.
 func TestRequestAfterServeExitsBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and needs brokers")
@@ -237,7 +238,8 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 		want int
 	}{
 		{"rabbitmq", amqpURL, exitNoResponders},
-		{"kafka", func(t *testing.T) string { return kafkatest.URL(t) }, exitTimeout},
+		{"kafka", func(t *testing.T) string { return kafkatest.URL(t) }, exitNoResponders},
+		{"sqs", sqsURL, exitNoResponders},
 	} {
 		t.Run(b.name, func(t *testing.T) {
 			url := b.url(t)
@@ -270,7 +272,7 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 			if err := serve.Wait(); err != nil {
 				t.Fatalf("serve: %v\n%s", err, errW.String())
 			}
-			req := exec.CommandContext(ctx, bin, "request", svc, "x", "--timeout", "3s")
+			req := exec.CommandContext(ctx, bin, "request", svc, "x", "--timeout", "30s")
 			req.Env = environ
 			out, err := req.CombinedOutput()
 			code := 0
@@ -285,4 +287,53 @@ func TestRequestAfterServeExitsBinary(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListenUnknownRecipient is issue 14's input 5 for listen, on every
+// transport: listen on a name nobody notified or listened to exits 6 (not
+// found) and creates neither the queue nor its dead-letter queue; with
+// --create it creates the queue (and still no dead-letter queue); listen
+// on a dead-letter queue reads it and creates no "<name>.dlq.dlq".
+func TestListenUnknownRecipient(t *testing.T) { eachTransport(t, testListenUnknownRecipient) }
+
+func testListenUnknownRecipient(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := w.client().Admin()
+	missing := func(name string) {
+		t.Helper()
+		if _, err := adm.Inspect(ctx, name, ""); !errors.Is(err, messaging.ErrNotFound) {
+			t.Errorf("Inspect %s: %v, want ErrNotFound (nothing created)", name, err)
+		}
+	}
+
+	typo := w.n("mialer")
+	code, _, errOut := w.run("listen", typo, "--count", "1", "--timeout", "10s")
+	expectCode(t, "listen on an unknown recipient", code, exitNotFound, errOut)
+	if !strings.Contains(errOut, "does not exist") || !strings.Contains(errOut, "--create") {
+		t.Errorf("stderr does not say the queue is missing and how to create it:\n%s", errOut)
+	}
+	if strings.Count(errOut, typo) != 1 {
+		t.Errorf("stderr names %s %d times, want once:\n%s", typo, strings.Count(errOut, typo), errOut)
+	}
+	missing(typo)
+	missing(messaging.DeadLetterQueue(typo, ""))
+
+	fresh := w.n("fresh")
+	code, _, errOut = w.run("listen", "--create", fresh, "--timeout", "1s")
+	expectCode(t, "listen --create", code, exitOK, errOut)
+	if _, err := adm.Inspect(ctx, fresh, ""); err != nil {
+		t.Errorf("Inspect %s after listen --create: %v", fresh, err)
+	}
+	missing(messaging.DeadLetterQueue(fresh, ""))
+
+	mailer := w.n("mailer")
+	deadLetter(t, w, mailer, "", "mail-1")
+	dlq := messaging.DeadLetterQueue(mailer, "")
+	code, out, errOut := w.run("listen", dlq, "--count", "1", "--timeout", "10s")
+	expectCode(t, "listen on a dead-letter queue", code, exitOK, errOut)
+	if !strings.Contains(out, "mail-1") {
+		t.Errorf("listen on %s:\n%s", dlq, out)
+	}
+	missing(messaging.DeadLetterQueue(dlq, ""))
 }

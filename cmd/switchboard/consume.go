@@ -26,6 +26,13 @@ gracefully (exit 0).
 sent before anyone listened, and prints each like subscribe does. With
 --count N it exits after N messages. Logs "ready" on stderr once
 listening. Ctrl-C stops it gracefully (exit 0).
+
+RECIPIENT's queue must exist (a notify, an earlier listen or a serve
+created it): an unknown RECIPIENT exits 6 (not found) and creates
+nothing, so that a mistyped name is never an empty queue left behind.
+--create creates the queue (to listen before anything was notified).
+RECIPIENT may be a dead-letter queue (name ending in .dlq, see dlq);
+listening on it creates no <name>.dlq.dlq.
 `
 }
 
@@ -91,6 +98,7 @@ func listenCommand() *command {
 			var cf consumeFlags
 			cf.register(fs, "messages")
 			fs.BoolVar(&cf.json, "json", false, "print each message as one JSON object a line")
+			create := fs.Bool("create", false, "create RECIPIENT's queue if it does not exist (default: exit 6)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("want one RECIPIENT, got %d arguments", len(args))
@@ -101,12 +109,32 @@ func listenCommand() *command {
 				recipient := args[0]
 				p := &printer{w: e.stdout, json: cf.json}
 				return consume(ctx, e, g, cf, "messages", func(c *messaging.Client, mw messaging.Middleware) (*messaging.Subscription, error) {
+					if !*create {
+						if err := queueExists(ctx, c, recipient); err != nil {
+							return nil, err
+						}
+					}
 					return c.Listen(ctx, recipient, printHandler(p),
 						messaging.WithMaxInFlight(1), messaging.WithRetry(holdRetry), messaging.WithMiddleware(mw))
 				}, "recipient", recipient)
 			}
 		},
 	}
+}
+
+// queueExists checks, declaring nothing, that the queue of recipient
+// exists: a missing one is a *notFoundError (exit 6).
+func queueExists(ctx context.Context, c *messaging.Client, recipient string) error {
+	_, err := c.Admin().Inspect(ctx, recipient, "")
+	if errors.Is(err, messaging.ErrNotFound) {
+		// The adapter's text would name the queue again: say it once
+		// (the broker error stays reachable with errors.As).
+		return &notFoundError{
+			text: fmt.Sprintf("recipient queue %s does not exist: nothing was notified to it and nobody listened (a name is mistyped? --create creates it)", recipient),
+			err:  err,
+		}
+	}
+	return err
 }
 
 func printHandler(p *printer) messaging.Handler {

@@ -46,7 +46,7 @@
 //	1  runtime or broker error: a refused connection, wrong credentials
 //	2  usage error: bad flag, argument, name, URL (one without a host) or header
 //	3  timeout: no reply in time, or fewer messages than --count in time
-//	4  no responders: nobody has ever served the requested service
+//	4  no responders: nobody serves the requested service (never, or not now)
 //	5  remote error: the responder returned an error
 //	6  not found: the consumer group or queue does not exist (dlq, admin)
 //
@@ -110,7 +110,7 @@ const exitCodesHelp = `Exit codes:
   1  runtime or broker error: a refused connection, wrong credentials
   2  usage error: bad flag, argument, name, URL (one without a host) or header
   3  timeout: no reply in time, or fewer messages than --count in time
-  4  no responders: nobody has ever served the requested service
+  4  no responders: nobody serves the requested service (never, or not now)
   5  remote error: the responder returned an error
   6  not found: the consumer group or queue does not exist (dlq, admin)
 These are the built binary's: go run reports every failure as 1. Where

@@ -223,7 +223,7 @@ func TestInterruptProcess(t *testing.T) {
 	bin := buildCLI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--url", "mem://", "listen", "mailer")
+	cmd := exec.CommandContext(ctx, bin, "--url", "mem://", "listen", "--create", "mailer")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

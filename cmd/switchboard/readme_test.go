@@ -59,7 +59,7 @@ func runSession(t *testing.T, env []string, amqpURL string) string {
 		script = strings.TrimPrefix(script, export)
 	}
 	sfx := "-" + uuid.NewString()[:8]
-	script = regexp.MustCompile(`\b(orders|prices|mailer|quotes)\b`).ReplaceAllString(script, "${1}"+sfx)
+	script = regexp.MustCompile(`\b(orders|prices|mailer|mialer|quotes)\b`).ReplaceAllString(script, "${1}"+sfx)
 	// Every command must succeed (the README marks the expected failure
 	// with ||).
 	script = "set -e\n" + script
@@ -81,11 +81,15 @@ func runSession(t *testing.T, env []string, amqpURL string) string {
 	}
 	got := out.String()
 	t.Logf("the README session's output:\n%s", got)
+	if n := strings.Count(got, "exit 4"); n != 2 {
+		t.Errorf("the README session printed \"exit 4\" %d times, want 2 (before prices was served, and once serve stopped):\n%s", n, got)
+	}
 	for _, want := range []string{
 		"header:        tenant: acme", `{"id":1}`, // the subscriber got the message
 		"exit 4",  // nobody served prices yet
 		"BOOK",    // the echo service, through tr a-z A-Z
 		"welcome", // listen got the notification
+		"exit 6",  // listen on a mistyped recipient
 		"12 EUR",  // gather got the dhl group's reply
 		"msg/s",   // bench's table
 	} {

@@ -21,8 +21,9 @@ func init() {
 when the body does not end with one), or with --json the whole reply as
 one JSON object ("responder" names the service that answered). The body
 is BODY, the file given with --file, or stdin. Exits 3 when no reply
-arrives within --timeout, 4 when nobody has ever served SERVICE, 5 when
-the responder returned an error (printed on stderr).
+arrives within --timeout, 4 when nobody serves SERVICE (never served,
+or every serve process stopped), 5 when the responder returned an error
+(printed on stderr).
 `
 	commandDetails["serve"] = `Answers the requests sent to SERVICE. Without --exec it echoes each
 request: the reply has the request's body, key, type, version, content

@@ -1,4 +1,16 @@
-package messaging
+// Package codec encodes typed values into Switchboard messages and
+// decodes them back, by content type and by message type and version: a
+// Codec per content type (JSON, Protobuf), Encode to make a message, and a
+// Router whose Handler (a messaging.Handler) upgrades old versions and
+// hands each message type, decoded, to its typed handler (Route). Type,
+// version and content type travel with every message on every transport
+// (CloudEvents type, dataversion and datacontenttype; SEMANTICS.md R48).
+//
+//	r := codec.NewRouter(codec.JSON, codec.Protobuf)
+//	r.Upgrade("order.created", "1", "2", upgradeV1)
+//	codec.Route(r, "order.created", "2", func(ctx context.Context, m *messaging.Message, o OrderV2) error { ... })
+//	sub, err := client.Subscribe(ctx, "orders", "billing", r.Handler())
+package codec
 
 import (
 	"context"
@@ -10,6 +22,8 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/switchboard-go/switchboard/messaging"
 )
 
 // Codec encodes and decodes message bodies of one content type.
@@ -43,7 +57,7 @@ func (protoCodec) ContentType() string { return "application/protobuf" }
 func (protoCodec) Marshal(v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
-		return nil, invalid("protobuf codec: %T is not a proto.Message", v)
+		return nil, fmt.Errorf("%w: protobuf codec: %T is not a proto.Message", messaging.ErrInvalid, v)
 	}
 	return proto.Marshal(m)
 }
@@ -51,14 +65,14 @@ func (protoCodec) Marshal(v any) ([]byte, error) {
 func (protoCodec) Unmarshal(b []byte, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
-		return invalid("protobuf codec: %T is not a proto.Message", v)
+		return fmt.Errorf("%w: protobuf codec: %T is not a proto.Message", messaging.ErrInvalid, v)
 	}
 	return proto.Unmarshal(b, m)
 }
 
 // Errors of typed message handling. Messages failing with them are
-// dead-lettered at once (they are permanent), with the error as the
-// reason in the failure envelope.
+// dead-lettered at once (they are messaging.Permanent), with the error
+// as the reason in the failure envelope.
 var (
 	// ErrUnknownType: no route handles the message's Type, or no upgrade
 	// leads from its Version to the route's.
@@ -68,14 +82,14 @@ var (
 	ErrUndecodable = errors.New("switchboard: undecodable message body")
 )
 
-// Encode returns a message whose body is v encoded with codec, with the
-// codec's content type and the given type and version.
-func Encode(codec Codec, typ, version string, v any) (*Message, error) {
-	body, err := codec.Marshal(v)
+// Encode returns a message whose body is v encoded with c, with c's
+// content type and the given type and version.
+func Encode(c Codec, typ, version string, v any) (*messaging.Message, error) {
+	body, err := c.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encode %s v%s: %w", ErrInvalid, typ, version, err)
+		return nil, fmt.Errorf("%w: encode %s v%s: %w", messaging.ErrInvalid, typ, version, err)
 	}
-	return &Message{Body: body, ContentType: codec.ContentType(), Type: typ, Version: version}, nil
+	return &messaging.Message{Body: body, ContentType: c.ContentType(), Type: typ, Version: version}, nil
 }
 
 // Router dispatches messages by Type to typed handlers: it upgrades old
@@ -90,13 +104,13 @@ type Router struct {
 
 type route struct {
 	version  string
-	handle   func(ctx context.Context, m *Message, c Codec) error
+	handle   func(ctx context.Context, m *messaging.Message, c Codec) error
 	upgrades map[string]upgrade // from version
 }
 
 type upgrade struct {
 	to string
-	fn func(m *Message) error
+	fn func(m *messaging.Message) error
 }
 
 // NewRouter returns a Router that decodes with the given codecs (JSON
@@ -115,11 +129,11 @@ func NewRouter(codecs ...Codec) *Router {
 
 // Route makes r hand messages of type typ, once at version, decoded into a
 // T, to h.
-func Route[T any](r *Router, typ, version string, h func(ctx context.Context, m *Message, v T) error) {
+func Route[T any](r *Router, typ, version string, h func(ctx context.Context, m *messaging.Message, v T) error) {
 	rt := r.route(typ)
 	rt.version = version
 	ptr := reflect.TypeFor[T]().Kind() == reflect.Pointer
-	rt.handle = func(ctx context.Context, m *Message, c Codec) error {
+	rt.handle = func(ctx context.Context, m *messaging.Message, c Codec) error {
 		var v T
 		target := any(&v)
 		if ptr { // *Order, or a proto.Message: decode into a new value
@@ -136,7 +150,7 @@ func Route[T any](r *Router, typ, version string, h func(ctx context.Context, m 
 // Upgrade registers fn to turn a message of type typ from version from to
 // version to (fn rewrites m.Body; the router sets m.Version). Upgrades
 // chain: v1 → v2 → v3.
-func (r *Router) Upgrade(typ, from, to string, fn func(m *Message) error) {
+func (r *Router) Upgrade(typ, from, to string, fn func(m *messaging.Message) error) {
 	r.route(typ).upgrades[from] = upgrade{to: to, fn: fn}
 }
 
@@ -153,19 +167,19 @@ func (r *Router) route(typ string) *route {
 // type or version fails with ErrUnknownType, an undecodable one with
 // ErrUndecodable, both permanent: dead-lettered at once, never retried,
 // never a panic.
-func (r *Router) Handler() Handler {
-	return func(ctx context.Context, m *Message) error {
+func (r *Router) Handler() messaging.Handler {
+	return func(ctx context.Context, m *messaging.Message) error {
 		rt := r.routes[m.Type]
 		if rt == nil || rt.handle == nil {
-			return Permanent(fmt.Errorf("%w: no route for type %q", ErrUnknownType, m.Type))
+			return messaging.Permanent(fmt.Errorf("%w: no route for type %q", ErrUnknownType, m.Type))
 		}
 		for steps := 0; m.Version != rt.version; steps++ {
 			up, ok := rt.upgrades[m.Version]
 			if !ok || steps > len(rt.upgrades) {
-				return Permanent(fmt.Errorf("%w: type %q has no upgrade from version %q to %q", ErrUnknownType, m.Type, m.Version, rt.version))
+				return messaging.Permanent(fmt.Errorf("%w: type %q has no upgrade from version %q to %q", ErrUnknownType, m.Type, m.Version, rt.version))
 			}
 			if err := up.fn(m); err != nil {
-				return Permanent(fmt.Errorf("%w: upgrade %s from v%s to v%s: %w", ErrUndecodable, m.Type, m.Version, up.to, err))
+				return messaging.Permanent(fmt.Errorf("%w: upgrade %s from v%s to v%s: %w", ErrUndecodable, m.Type, m.Version, up.to, err))
 			}
 			m.Version = up.to
 		}
@@ -176,12 +190,12 @@ func (r *Router) Handler() Handler {
 				mt = strings.ToLower(strings.TrimSpace(m.ContentType))
 			}
 			if c = r.codecs[mt]; c == nil {
-				return Permanent(fmt.Errorf("%w: no codec for content type %q", ErrUndecodable, m.ContentType))
+				return messaging.Permanent(fmt.Errorf("%w: no codec for content type %q", ErrUndecodable, m.ContentType))
 			}
 		}
 		err := rt.handle(ctx, m, c)
 		if errors.Is(err, ErrUndecodable) {
-			return Permanent(err)
+			return messaging.Permanent(err)
 		}
 		return err
 	}

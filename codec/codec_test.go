@@ -1,4 +1,4 @@
-package messaging_test
+package codec_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/switchboard-go/switchboard/codec"
 	"github.com/switchboard-go/switchboard/messaging"
 )
 
@@ -27,9 +28,9 @@ func TestRouterUpgradesAndDeadLettersBadMessages(t *testing.T) {
 	}
 	defer c.Close()
 
-	r := messaging.NewRouter(messaging.JSON, messaging.Protobuf)
+	r := codec.NewRouter(codec.JSON, codec.Protobuf)
 	got := make(chan orderV2, 4)
-	messaging.Route(r, "order.created", "2", func(ctx context.Context, m *messaging.Message, o orderV2) error {
+	codec.Route(r, "order.created", "2", func(ctx context.Context, m *messaging.Message, o orderV2) error {
 		got <- o
 		return nil
 	})
@@ -46,7 +47,7 @@ func TestRouterUpgradesAndDeadLettersBadMessages(t *testing.T) {
 		return err
 	})
 	names := make(chan *messaging.Message, 4)
-	messaging.Route(r, "name", "1", func(ctx context.Context, m *messaging.Message, v *wrapperspb.StringValue) error {
+	codec.Route(r, "name", "1", func(ctx context.Context, m *messaging.Message, v *wrapperspb.StringValue) error {
 		names <- m
 		return nil
 	})
@@ -65,9 +66,9 @@ func TestRouterUpgradesAndDeadLettersBadMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	v2, _ := messaging.Encode(messaging.JSON, "order.created", "2", orderV2{ID: "a", Cents: 5})
+	v2, _ := codec.Encode(codec.JSON, "order.created", "2", orderV2{ID: "a", Cents: 5})
 	v1 := &messaging.Message{Type: "order.created", Version: "1", ContentType: "application/json; charset=utf-8", Body: []byte(`{"id":"b","euros":1.5}`)}
-	pb, _ := messaging.Encode(messaging.Protobuf, "name", "1", wrapperspb.String("alice"))
+	pb, _ := codec.Encode(codec.Protobuf, "name", "1", wrapperspb.String("alice"))
 	for _, m := range []*messaging.Message{v2, v1, pb} {
 		m.Key = "k" // one key: handled in order
 		if err := c.Publish(ctx, "orders", m); err != nil {
@@ -102,7 +103,7 @@ func TestRouterUpgradesAndDeadLettersBadMessages(t *testing.T) {
 			t.Errorf("dead letter %d: %+v; want reason containing %q", i, dl, want[i])
 		}
 	}
-	if _, err := messaging.Encode(messaging.Protobuf, "x", "1", "not a proto"); !errors.Is(err, messaging.ErrInvalid) {
+	if _, err := codec.Encode(codec.Protobuf, "x", "1", "not a proto"); !errors.Is(err, messaging.ErrInvalid) {
 		t.Fatalf("Encode of a non-proto: %v", err)
 	}
 }
