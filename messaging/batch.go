@@ -215,6 +215,9 @@ func (e *BatchError) Err() error {
 // Error lists the first three failures: "switchboard: 2 messages of the
 // batch failed: <id>: <error>; <id>: <error>".
 func (e *BatchError) Error() string {
+	if e == nil {
+		return "switchboard: nil *BatchError"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "switchboard: %d messages of the batch failed", len(e.Failed))
 	for i, f := range e.Failed {
@@ -237,6 +240,9 @@ func (e *BatchError) Error() string {
 
 // Unwrap returns the messages' errors, for errors.Is and errors.As.
 func (e *BatchError) Unwrap() []error {
+	if e == nil {
+		return nil
+	}
 	out := make([]error, 0, len(e.Failed))
 	for _, f := range e.Failed {
 		if f.Err != nil {
@@ -376,7 +382,7 @@ func (b *batcher) call(items []*batchItem) (err error) {
 func (b *batcher) failures(items []*batchItem, err error) map[*batchItem]error {
 	failed := make(map[*batchItem]error, len(items))
 	var be *BatchError
-	if errors.As(err, &be) {
+	if errors.As(err, &be) && be != nil {
 		byMsg := make(map[*Message]*batchItem, len(items))
 		for _, it := range items {
 			byMsg[it.m] = it
@@ -396,12 +402,24 @@ func (b *batcher) failures(items []*batchItem, err error) map[*batchItem]error {
 		if len(failed) > 0 {
 			return failed
 		}
+		// It names none of the batch: the whole batch failed, for the
+		// error's text only, not for the errors of the messages it
+		// names (one of them marked Permanent must not dead-letter the
+		// batch).
+		err = &unnamedBatchError{text: err.Error()}
 	}
 	for _, it := range items {
 		failed[it] = err
 	}
 	return failed
 }
+
+// unnamedBatchError is the failure of a batch whose handler returned a
+// *BatchError naming none of the batch's messages: its text, and nothing
+// for errors.Is or errors.As to find (R129).
+type unnamedBatchError struct{ text string }
+
+func (e *unnamedBatchError) Error() string { return e.text }
 
 // ack acknowledges items in one acknowledgement call, frees their slots
 // and lets their keys go on.
