@@ -41,8 +41,10 @@ type Subscription struct {
 
 	slots chan struct{}           // one per message held, capacity maxInFlight
 	work  chan *transport.Message // to the workers, capacity maxInFlight
-	idle  atomic.Int64            // idle workers less messages waiting in work
-	// workers is how many workers were started; only run touches it.
+	turn  chan struct{}           // the fetch turn, between two workers (see fetch)
+	idle  atomic.Int64            // idle workers less the items (messages in work, the turn) waiting for one
+	// workers is how many workers were started; only the holder of the
+	// fetch turn touches it.
 	workers int
 
 	fetchCtx   context.Context // cancelled to stop fetching
@@ -52,7 +54,7 @@ type Subscription struct {
 	drainCh    chan struct{} // closed when shutdown begins
 	draining   atomic.Bool
 	handlers   sync.WaitGroup // the workers
-	loopDone   chan struct{}
+	loopDone   chan struct{}  // closed when the holder of the fetch turn stops fetching
 
 	lanesMu sync.Mutex
 	lanes   map[string]*lane
@@ -159,6 +161,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		log:      c.log.With("source", source, "group", group),
 		slots:    make(chan struct{}, o.maxInFlight),
 		work:     make(chan *transport.Message, o.maxInFlight),
+		turn:     make(chan struct{}, 1),
 		drainCh:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 		lanes:    make(map[string]*lane),
@@ -173,7 +176,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		ts.Close()
 		return nil, err
 	}
-	go s.run()
+	s.workers = 1
+	s.handlers.Add(1)
+	go s.worker(true)
 	return s, nil
 }
 
@@ -188,16 +193,23 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// run fetches while there is room, and dispatches.
-func (s *Subscription) run() {
-	defer close(s.loopDone)
+// fetch receives while its worker holds the fetch turn: it waits for room,
+// receives, queues each keyed message behind the one of its key being
+// handled, hands the others but one to idle workers, passes the turn on
+// and returns that one for its worker to handle (leader/followers: a
+// message reaches an idle subscription's handler with one goroutine
+// hand-off, the transport's wake-up of the receiving worker). It returns
+// nil, with loopDone closed and the turn kept for good, once fetching has
+// stopped (Shutdown, or the subscription failed).
+func (s *Subscription) fetch() *transport.Message {
 	var failures int
 	for {
 		// Wait for room for one message, then take what more is free.
 		select {
 		case s.slots <- struct{}{}:
 		case <-s.fetchCtx.Done():
-			return
+			close(s.loopDone)
+			return nil
 		}
 		n := 1
 	more:
@@ -216,15 +228,30 @@ func (s *Subscription) run() {
 		for i := n; i < len(msgs); i++ { // an adapter that returned too many
 			s.slots <- struct{}{}
 		}
+		var own *transport.Message
 		for _, tm := range msgs {
-			s.dispatch(tm)
+			if !s.admit(tm) {
+				continue // queued behind its key
+			}
+			if own == nil && err == nil {
+				own = tm
+				continue
+			}
+			s.work <- tm // never blocks: it has room for every slot
+			s.offer()
 		}
 		if err == nil {
 			failures = 0
-			continue
+			if own == nil {
+				continue // all queued behind their keys: fetch again
+			}
+			s.turn <- struct{}{} // never blocks: there is one turn
+			s.offer()
+			return own
 		}
 		if s.fetchCtx.Err() != nil {
-			return
+			close(s.loopDone)
+			return nil
 		}
 		if errors.Is(err, ErrClosed) {
 			text := "switchboard: subscription to " + s.source + " stopped"
@@ -232,7 +259,8 @@ func (s *Subscription) run() {
 				text = "switchboard: subscription stopped"
 			}
 			s.fail(transport.Layer(err, text))
-			return
+			close(s.loopDone)
+			return nil
 		}
 		failures++
 		wait := min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
@@ -240,7 +268,8 @@ func (s *Subscription) run() {
 		select {
 		case <-time.After(wait):
 		case <-s.fetchCtx.Done():
-			return
+			close(s.loopDone)
+			return nil
 		}
 	}
 }
@@ -255,7 +284,10 @@ func (s *Subscription) fail(err error) {
 	go s.Close()
 }
 
-func (s *Subscription) dispatch(tm *transport.Message) {
+// admit counts a received message in and reports whether it may be
+// handled now: with key ordering, a message whose key has one being
+// handled is queued behind it (its lane) instead.
+func (s *Subscription) admit(tm *transport.Message) bool {
 	s.c.tel.count(s.c.tel.delivered, s.sm, 1)
 	s.c.tel.flight(s.sm, 1)
 	if s.o.keyOrdering && tm.Key != "" {
@@ -263,34 +295,56 @@ func (s *Subscription) dispatch(tm *transport.Message) {
 		if l, busy := s.lanes[tm.Key]; busy {
 			l.queue = append(l.queue, tm)
 			s.lanesMu.Unlock()
-			return
+			return false
 		}
 		s.lanes[tm.Key] = lanePool.Get().(*lane)
 		s.lanesMu.Unlock()
 	}
-	s.work <- tm // never blocks: it has room for every slot
-	// Every message in s.work is matched with an idle worker, or a new
-	// one is started, so no message waits behind a busy worker. When
-	// the pool is full, the message count (bounded by the slots) cannot
-	// exceed the workers, so one is about to take it.
+	return true
+}
+
+// offer matches an item just made available to the idle workers (a
+// message in s.work, or the fetch turn) with an idle worker, or starts a
+// new one, so that no item waits behind a busy worker. Only the holder of
+// the fetch turn calls it. When the pool is full (MaxInFlight workers
+// and one more for the turn), the items (bounded by the slots, plus the
+// turn) cannot exceed the workers not handling a message, so one is about
+// to take it.
+func (s *Subscription) offer() {
 	if s.idle.Add(-1) < 0 {
 		s.idle.Add(1)
-		if s.workers < s.o.maxInFlight {
+		if s.workers < s.o.maxInFlight+1 {
 			s.workers++
 			s.handlers.Add(1)
-			go s.worker()
+			go s.worker(false)
 		}
 	}
 }
 
 var lanePool = sync.Pool{New: func() any { return new(lane) }}
 
-// worker handles messages until the work channel closes at shutdown. After
-// a keyed message it goes on with the next message of the same key, so a
-// key's messages are handled one at a time, in order.
-func (s *Subscription) worker() {
+// worker handles messages until the work channel closes at shutdown, and
+// fetches when it is given the fetch turn (see fetch). After a keyed
+// message it goes on with the next message of the same key, so a key's
+// messages are handled one at a time, in order.
+func (s *Subscription) worker(fetching bool) {
 	defer s.handlers.Done()
-	for tm := range s.work {
+	for {
+		var tm *transport.Message
+		if fetching {
+			tm, fetching = s.fetch(), false
+		} else {
+			select {
+			case m, ok := <-s.work:
+				if !ok {
+					return
+				}
+				tm = m
+			case <-s.turn:
+				fetching = true
+				continue
+			}
+		}
 		for tm != nil {
 			if s.draining.Load() {
 				s.release(tm)
@@ -562,7 +616,10 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 		s.draining.Store(true)
 		close(s.drainCh)
 		s.stopFetch()
-		<-s.loopDone
+		select {
+		case <-s.loopDone: // the worker holding the fetch turn stopped fetching
+		case <-s.turn: // taken here: no worker holds it, none will fetch
+		}
 		close(s.work) // the workers release what is left, then stop
 		idle := make(chan struct{})
 		go func() {
