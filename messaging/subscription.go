@@ -39,10 +39,10 @@ type Subscription struct {
 	o       subOptions
 	log     *slog.Logger
 
-	slots chan struct{}           // one per message held, capacity maxInFlight
-	work  chan *transport.Message // to the workers, capacity maxInFlight
-	turn  chan struct{}           // the fetch turn, between two workers (see fetch)
-	idle  atomic.Int64            // idle workers less the items (messages in work, the turn) waiting for one
+	room *room                   // MaxInFlight less the messages held
+	work chan *transport.Message // to the workers, capacity maxInFlight
+	turn chan struct{}           // the fetch turn, between two workers (see fetch)
+	idle atomic.Int64            // idle workers less the items (messages in work, the turn) waiting for one
 	// workers is how many workers were started; only the holder of the
 	// fetch turn touches it.
 	workers int
@@ -159,7 +159,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		handler:  chainHandler(h, o.middleware),
 		o:        o,
 		log:      c.log.With("source", source, "group", group),
-		slots:    make(chan struct{}, o.maxInFlight),
+		room:     newRoom(o.maxInFlight),
 		work:     make(chan *transport.Message, o.maxInFlight),
 		turn:     make(chan struct{}, 1),
 		drainCh:  make(chan struct{}),
@@ -204,30 +204,13 @@ func (s *Subscription) Err() error {
 func (s *Subscription) fetch() *transport.Message {
 	var failures int
 	for {
-		// Wait for room for one message, then take what more is free.
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.fetchCtx.Done():
+		n := s.room.wait(s.fetchCtx)
+		if n == 0 {
 			close(s.loopDone)
 			return nil
 		}
-		n := 1
-	more:
-		for n < s.o.maxInFlight {
-			select {
-			case s.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
 		msgs, err := s.ts.Receive(s.fetchCtx, n)
-		for i := len(msgs); i < n; i++ {
-			<-s.slots
-		}
-		for i := n; i < len(msgs); i++ { // an adapter that returned too many
-			s.slots <- struct{}{}
-		}
+		s.room.take(len(msgs))
 		var own *transport.Message
 		for _, tm := range msgs {
 			if !s.admit(tm) {
@@ -237,7 +220,7 @@ func (s *Subscription) fetch() *transport.Message {
 				own = tm
 				continue
 			}
-			s.work <- tm // never blocks: it has room for every slot
+			s.work <- tm // never blocks: it has room for MaxInFlight
 			s.offer()
 		}
 		if err == nil {
@@ -307,7 +290,7 @@ func (s *Subscription) admit(tm *transport.Message) bool {
 // message in s.work, or the fetch turn) with an idle worker, or starts a
 // new one, so that no item waits behind a busy worker. Only the holder of
 // the fetch turn calls it. When the pool is full (MaxInFlight workers
-// and one more for the turn), the items (bounded by the slots, plus the
+// and one more for the turn), the items (bounded by MaxInFlight, plus the
 // turn) cannot exceed the workers not handling a message, so one is about
 // to take it.
 func (s *Subscription) offer() {
@@ -502,15 +485,15 @@ func (s *Subscription) call(tm *transport.Message, attempt int) (err error) {
 	return s.handler(ctx, m)
 }
 
-// settle acknowledges a message and frees its slot.
+// settle acknowledges a message and gives its room back.
 func (s *Subscription) settle(tm *transport.Message) {
 	s.acks.add(tm.AckID)
 	s.c.tel.count(s.c.tel.acked, s.sm, 1)
 	s.c.tel.flight(s.sm, -1)
-	<-s.slots
+	s.room.give()
 }
 
-// release gives a message up unsettled and frees its slot. Released
+// release gives a message up unsettled and its room back. Released
 // messages are not nacked one by one: the transport subscription's Close,
 // at the end of Shutdown, stops the broker's deliveries to this consumer
 // and then releases every delivery neither acknowledged nor dead-lettered,
@@ -519,7 +502,7 @@ func (s *Subscription) settle(tm *transport.Message) {
 // transport.Subscription.Close).
 func (s *Subscription) release(*transport.Message) {
 	s.c.tel.flight(s.sm, -1)
-	<-s.slots
+	s.room.give()
 }
 
 // deadLetter sends the message with its failure envelope to the
