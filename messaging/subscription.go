@@ -220,16 +220,24 @@ func (s *Subscription) fetch() *transport.Message {
 				own = tm
 				continue
 			}
+			start := s.offer()
 			s.work <- tm // never blocks: it has room for MaxInFlight
-			s.offer()
+			if start {
+				go s.worker(false)
+			}
 		}
 		if err == nil {
 			failures = 0
 			if own == nil {
 				continue // all queued behind their keys: fetch again
 			}
+			// Account for the turn before passing it on: its next
+			// holder may call offer at once.
+			start := s.offer()
 			s.turn <- struct{}{} // never blocks: there is one turn
-			s.offer()
+			if start {
+				go s.worker(false)
+			}
 			return own
 		}
 		if s.fetchCtx.Err() != nil {
@@ -286,22 +294,26 @@ func (s *Subscription) admit(tm *transport.Message) bool {
 	return true
 }
 
-// offer matches an item just made available to the idle workers (a
-// message in s.work, or the fetch turn) with an idle worker, or starts a
-// new one, so that no item waits behind a busy worker. Only the holder of
-// the fetch turn calls it. When the pool is full (MaxInFlight workers
+// offer accounts for an item about to be made available to the idle
+// workers (a message in s.work, or the fetch turn): it is matched with an
+// idle worker, or offer reports that the caller must start a new worker
+// (counted already) once the item is available, so that no item waits
+// behind a busy worker. Only the holder of the fetch turn calls it,
+// before passing the turn on. When the pool is full (MaxInFlight workers
 // and one more for the turn), the items (bounded by MaxInFlight, plus the
 // turn) cannot exceed the workers not handling a message, so one is about
 // to take it.
-func (s *Subscription) offer() {
-	if s.idle.Add(-1) < 0 {
-		s.idle.Add(1)
-		if s.workers < s.o.maxInFlight+1 {
-			s.workers++
-			s.handlers.Add(1)
-			go s.worker(false)
-		}
+func (s *Subscription) offer() (start bool) {
+	if s.idle.Add(-1) >= 0 {
+		return false
 	}
+	s.idle.Add(1)
+	if s.workers > s.o.maxInFlight {
+		return false
+	}
+	s.workers++
+	s.handlers.Add(1)
+	return true
 }
 
 var lanePool = sync.Pool{New: func() any { return new(lane) }}
