@@ -486,12 +486,17 @@ func (s *Subscription) call(tm *transport.Message, attempt int) (err error) {
 	m := fromTransport(tm, s.source)
 	m.Attempt = attempt
 	ctx, span := s.c.tel.startProcess(s.handlerCtx, s, tm, attempt)
-	start := time.Now()
+	var start time.Time
+	if s.c.tel.meter { // reading the clock is not free: only when measured
+		start = time.Now()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("switchboard: handler panicked: %v\n%s", r, debug.Stack())
 		}
-		s.c.tel.handlerDuration(s.sm, time.Since(start), err)
+		if s.c.tel.meter {
+			s.c.tel.handlerDuration(s.sm, time.Since(start), err)
+		}
 		endSpan(span, err)
 	}()
 	return s.handler(ctx, m)
