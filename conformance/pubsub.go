@@ -175,13 +175,16 @@ func pubSubCompetingConsumers(e *env) {
 	defer close(stop)
 	go func() { // forward both recorders' signals
 		for {
+			// Take the channels before signalling: a message recorded
+			// between a signal and the next C() is not missed.
+			ca, cb := ra.C(), rb.C()
+			union.Notify()
 			select {
-			case <-ra.C():
-			case <-rb.C():
+			case <-ca:
+			case <-cb:
 			case <-stop:
 				return
 			}
-			union.Notify()
 		}
 	}()
 	e.waitUntil("all messages across both consumers", union, func() bool {

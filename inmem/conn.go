@@ -250,6 +250,10 @@ type subscription struct {
 	isClosed    bool
 	closed      chan struct{}
 	wake        chan struct{} // for Receive, which one goroutine calls at a time
+	// Receive's buffers, reused from one call to the next (Receive is
+	// called by one goroutine at a time; see transport.Subscription).
+	taken []*entry
+	out   []*transport.Message
 }
 
 // Receive implements transport.Subscription.
@@ -261,7 +265,7 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 	}
 	q := s.q
 	s.mu.Unlock()
-	es, err := q.pop(ctx, s.closed, s.wake, max, s)
+	es, err := q.pop(ctx, s.closed, s.wake, max, s, s.taken)
 	for errors.Is(err, errDeleted) {
 		// The broker deleted the queue (CancelConsumers): what this
 		// subscription holds of it is gone with it. Declare the group
@@ -274,16 +278,19 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 		q.consumers.Add(1)
 		s.q, s.outstanding = q, make(map[*entry]struct{})
 		s.mu.Unlock()
-		es, err = q.pop(ctx, s.closed, s.wake, max, s)
+		es, err = q.pop(ctx, s.closed, s.wake, max, s, s.taken)
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*transport.Message, len(es))
+	s.taken = es
+	clear(s.out) // the previous batch: the caller is done with the slice
+	out := s.out[:0]
 	s.mu.Lock()
 	if s.isClosed || s.q != q { // closed while waiting: give them back
 		s.mu.Unlock()
 		q.requeue(es)
+		clear(es)
 		return nil, fmt.Errorf("inmem: %w", transport.ErrClosed)
 	}
 	for i, e := range es {
@@ -292,16 +299,18 @@ func (s *subscription) Receive(ctx context.Context, max int) ([]*transport.Messa
 			// First delivery: nobody else holds the entry's message.
 			e.msg.DeliveryCount = 1
 			e.msg.AckID = e
-			out[i] = &e.msg
-			continue
+			out = append(out, &e.msg)
+		} else {
+			// A redelivery: an earlier consumer may still read its copy.
+			m := e.msg
+			m.DeliveryCount = e.count
+			m.AckID = e
+			out = append(out, &m)
 		}
-		// A redelivery: an earlier consumer may still read its copy.
-		m := e.msg
-		m.DeliveryCount = e.count
-		m.AckID = e
-		out[i] = &m
+		es[i] = nil // the buffer keeps no entry alive
 	}
 	s.mu.Unlock()
+	s.out = out
 	return out, nil
 }
 
@@ -373,6 +382,7 @@ type inbox struct {
 	once   sync.Once
 	closed chan struct{}
 	wake   chan struct{}
+	taken  []*entry // Receive's buffer (one goroutine receives at a time)
 }
 
 // Address implements transport.Inbox.
@@ -393,14 +403,16 @@ func (in *inbox) Receive(ctx context.Context) ([]*transport.Message, error) {
 			return nil, ctx.Err()
 		}
 	}
-	es, err := in.q.pop(ctx, in.closed, in.wake, 64, nil)
+	es, err := in.q.pop(ctx, in.closed, in.wake, 64, nil, in.taken)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*transport.Message, len(es))
 	for i, e := range es {
 		out[i] = &e.msg
+		es[i] = nil
 	}
+	in.taken = es
 	return out, nil
 }
 

@@ -251,6 +251,9 @@ func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []transpo
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var wake chan struct{}
+	// One allocation for the entries of a batch, not one per message
+	// (a slab lives until the last of its entries is dropped).
+	slab := make([]entry, len(msgs))
 	for i := range msgs {
 		for q.len() >= q.max {
 			if wake == nil {
@@ -261,7 +264,9 @@ func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []transpo
 			}
 		}
 		q.seq++
-		q.ready = append(q.ready, &entry{msg: msgs[i], seq: q.seq})
+		e := &slab[i]
+		e.msg, e.seq = msgs[i], q.seq
+		q.ready = append(q.ready, e)
 	}
 	q.broadcast()
 	return nil
@@ -335,7 +340,8 @@ func (q *queue) unhold(es []*entry) bool {
 	return freed
 }
 
-// pop takes up to max entries, waiting on wake until there is one.
+// pop takes up to max entries, waiting on wake until there is one. It
+// appends them to buf[:0] (the caller's buffer, reused across calls).
 //
 // With a non-nil owner (a subscription), pop keeps key affinity: an entry
 // whose key has entries in flight to another owner is skipped (it stays
@@ -345,11 +351,11 @@ func (q *queue) unhold(es []*entry) bool {
 // another member only between two of its messages: one handler at a time
 // per key and publication order hold across the members of a group, while
 // different keys spread across them.
-func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int, owner any) ([]*entry, error) {
+func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struct{}, max int, owner any, buf []*entry) ([]*entry, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		out, dropped := q.take(max, owner)
+		out, dropped := q.take(max, owner, buf[:0])
 		if len(out) > 0 {
 			for _, e := range out {
 				e.count++
@@ -367,16 +373,15 @@ func (q *queue) pop(ctx context.Context, closed <-chan struct{}, wake chan struc
 	}
 }
 
-// take removes up to max entries for owner from the ready list, and
-// drops the expired entries it passes (requests past their deadline);
-// called with q.mu held.
-func (q *queue) take(max int, owner any) (out []*entry, dropped int) {
+// take appends to out up to max entries for owner, removed from the ready
+// list, and drops the expired entries it passes (requests past their
+// deadline); called with q.mu held.
+func (q *queue) take(max int, owner any, out []*entry) (_ []*entry, dropped int) {
 	if q.len() == 0 {
-		return nil, 0
+		return out, 0
 	}
 	if owner == nil {
 		n := min(max, q.len())
-		out = make([]*entry, 0, n)
 		for i := q.head; i < q.head+n; i++ {
 			if e := q.ready[i]; expired(e) {
 				dropped++

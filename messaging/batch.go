@@ -163,7 +163,7 @@ func withBatch(opts []SubscribeOption, h BatchHandler) ([]SubscribeOption, error
 }
 
 // batchOnly is the Handler of a batch subscription: never called, since
-// dispatch hands every message to the batcher.
+// admit hands every message to the batcher.
 func batchOnly(context.Context, *Message) error {
 	return errors.New("switchboard: batch subscription called its single-message handler")
 }
@@ -436,7 +436,7 @@ func (b *batcher) ack(items []*batchItem) {
 	s.c.tel.count(s.c.tel.acked, s.sm, int64(len(items)))
 	s.c.tel.flight(s.sm, -int64(len(items)))
 	for range items {
-		<-s.slots
+		s.room.give()
 	}
 	for _, it := range items {
 		b.next(it.tm)

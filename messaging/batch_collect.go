@@ -21,7 +21,7 @@ import (
 // partial, can put a key's messages out of order.
 //
 // Every message held (open batch, lanes, batches being handled) keeps the
-// slot dispatch took for it until it is settled or released, so
+// room it took in until it is settled or released, so
 // MaxInFlight bounds them all.
 type batcher struct {
 	s    *Subscription
@@ -56,7 +56,7 @@ func (b *batcher) keyed(tm *transport.Message) bool {
 	return b.s.o.keyOrdering && tm.Key != ""
 }
 
-// add takes a message dispatch received (its slot taken).
+// add takes a message the subscription received (its room taken).
 func (b *batcher) add(tm *transport.Message) {
 	b.mu.Lock()
 	if b.stopped {
@@ -67,13 +67,26 @@ func (b *batcher) add(tm *transport.Message) {
 	if b.keyed(tm) {
 		if l, busy := b.keys[tm.Key]; busy {
 			l.queue = append(l.queue, tm)
+			b.handOverIfFullLocked()
 			b.mu.Unlock()
 			return
 		}
 		b.keys[tm.Key] = new(lane)
 	}
 	b.joinLocked(tm)
+	b.handOverIfFullLocked()
 	b.mu.Unlock()
+}
+
+// handOverIfFullLocked hands the open batch over, before it is full or
+// its wait passed, when the subscription has no room left (MaxInFlight
+// messages held): no message can join it until one is settled, and the
+// messages waiting behind their keys would otherwise hold the open batch
+// until its wait passed.
+func (b *batcher) handOverIfFullLocked() {
+	if len(b.open) > 0 && b.s.room.full() {
+		b.handOverLocked()
+	}
 }
 
 // joinLocked adds tm to the open batch, handing it over when full and
@@ -134,6 +147,7 @@ func (b *batcher) next(tm *transport.Message) {
 	l.queue[0] = nil
 	l.queue = l.queue[1:]
 	b.joinLocked(nxt)
+	b.handOverIfFullLocked()
 }
 
 // stop hands nothing more over and releases what was not handed over: the

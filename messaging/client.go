@@ -364,7 +364,9 @@ type batch struct {
 	ptrs  []*transport.Message
 }
 
-const maxPooledBatch = 64
+// maxPooledBatch is the largest batch kept for reuse: the adapters' typical
+// Publish batch (a Publish of 100 messages allocated two slices a call).
+const maxPooledBatch = 1024
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
 

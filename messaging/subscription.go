@@ -39,10 +39,12 @@ type Subscription struct {
 	o       subOptions
 	log     *slog.Logger
 
-	slots chan struct{}           // one per message held, capacity maxInFlight
-	work  chan *transport.Message // to the workers, capacity maxInFlight
-	idle  atomic.Int64            // idle workers less messages waiting in work
-	// workers is how many workers were started; only run touches it.
+	room *room                   // MaxInFlight less the messages held
+	work chan *transport.Message // to the workers, capacity maxInFlight
+	turn chan struct{}           // the fetch turn, between two workers (see fetch)
+	idle atomic.Int64            // idle workers less the items (messages in work, the turn) waiting for one
+	// workers is how many workers were started; only the holder of the
+	// fetch turn touches it.
 	workers int
 
 	fetchCtx   context.Context // cancelled to stop fetching
@@ -52,7 +54,7 @@ type Subscription struct {
 	drainCh    chan struct{} // closed when shutdown begins
 	draining   atomic.Bool
 	handlers   sync.WaitGroup // the workers
-	loopDone   chan struct{}
+	loopDone   chan struct{}  // closed when the holder of the fetch turn stops fetching
 
 	lanesMu sync.Mutex
 	lanes   map[string]*lane
@@ -159,8 +161,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		handler:  chainHandler(h, o.middleware),
 		o:        o,
 		log:      c.log.With("source", source, "group", group),
-		slots:    make(chan struct{}, o.maxInFlight),
+		room:     newRoom(o.maxInFlight),
 		work:     make(chan *transport.Message, o.maxInFlight),
+		turn:     make(chan struct{}, 1),
 		drainCh:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 		lanes:    make(map[string]*lane),
@@ -178,7 +181,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	if o.batch.handler != nil {
 		s.batch = newBatcher(s)
 	}
-	go s.run()
+	s.workers = 1
+	s.handlers.Add(1)
+	go s.worker(true)
 	return s, nil
 }
 
@@ -193,43 +198,56 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// run fetches while there is room, and dispatches.
-func (s *Subscription) run() {
-	defer close(s.loopDone)
+// fetch receives while its worker holds the fetch turn: it waits for room,
+// receives, queues each keyed message behind the one of its key being
+// handled, hands the others but one to idle workers, passes the turn on
+// and returns that one for its worker to handle (leader/followers: a
+// message reaches an idle subscription's handler with one goroutine
+// hand-off, the transport's wake-up of the receiving worker). It returns
+// nil, with loopDone closed and the turn kept for good, once fetching has
+// stopped (Shutdown, or the subscription failed).
+func (s *Subscription) fetch() *transport.Message {
 	var failures int
 	for {
-		// Wait for room for one message, then take what more is free.
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.fetchCtx.Done():
-			return
-		}
-		n := 1
-	more:
-		for n < s.o.maxInFlight {
-			select {
-			case s.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
+		n := s.room.wait(s.fetchCtx)
+		if n == 0 {
+			close(s.loopDone)
+			return nil
 		}
 		msgs, err := s.ts.Receive(s.fetchCtx, n)
-		for i := len(msgs); i < n; i++ {
-			<-s.slots
-		}
-		for i := n; i < len(msgs); i++ { // an adapter that returned too many
-			s.slots <- struct{}{}
-		}
+		s.room.take(len(msgs))
+		var own *transport.Message
 		for _, tm := range msgs {
-			s.dispatch(tm)
+			if !s.admit(tm) {
+				continue // queued behind its key
+			}
+			if own == nil && err == nil {
+				own = tm
+				continue
+			}
+			start := s.offer()
+			s.work <- tm // never blocks: it has room for MaxInFlight
+			if start {
+				go s.worker(false)
+			}
 		}
 		if err == nil {
 			failures = 0
-			continue
+			if own == nil {
+				continue // all queued behind their keys: fetch again
+			}
+			// Account for the turn before passing it on: its next
+			// holder may call offer at once.
+			start := s.offer()
+			s.turn <- struct{}{} // never blocks: there is one turn
+			if start {
+				go s.worker(false)
+			}
+			return own
 		}
 		if s.fetchCtx.Err() != nil {
-			return
+			close(s.loopDone)
+			return nil
 		}
 		if errors.Is(err, ErrClosed) {
 			text := "switchboard: subscription to " + s.source + " stopped"
@@ -237,7 +255,8 @@ func (s *Subscription) run() {
 				text = "switchboard: subscription stopped"
 			}
 			s.fail(transport.Layer(err, text))
-			return
+			close(s.loopDone)
+			return nil
 		}
 		failures++
 		wait := min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
@@ -245,7 +264,8 @@ func (s *Subscription) run() {
 		select {
 		case <-time.After(wait):
 		case <-s.fetchCtx.Done():
-			return
+			close(s.loopDone)
+			return nil
 		}
 	}
 }
@@ -260,46 +280,75 @@ func (s *Subscription) fail(err error) {
 	go s.Close()
 }
 
-func (s *Subscription) dispatch(tm *transport.Message) {
+// admit counts a received message in and reports whether it may be
+// handled now: with key ordering, a message whose key has one being
+// handled is queued behind it (its lane) instead.
+func (s *Subscription) admit(tm *transport.Message) bool {
 	s.c.tel.count(s.c.tel.delivered, s.sm, 1)
 	s.c.tel.flight(s.sm, 1)
 	if s.batch != nil {
-		s.batch.add(tm)
-		return
+		s.batch.add(tm) // the batcher handles it (batch_collect.go)
+		return false
 	}
 	if s.o.keyOrdering && tm.Key != "" {
 		s.lanesMu.Lock()
 		if l, busy := s.lanes[tm.Key]; busy {
 			l.queue = append(l.queue, tm)
 			s.lanesMu.Unlock()
-			return
+			return false
 		}
 		s.lanes[tm.Key] = lanePool.Get().(*lane)
 		s.lanesMu.Unlock()
 	}
-	s.work <- tm // never blocks: it has room for every slot
-	// Every message in s.work is matched with an idle worker, or a new
-	// one is started, so no message waits behind a busy worker. When
-	// the pool is full, the message count (bounded by the slots) cannot
-	// exceed the workers, so one is about to take it.
-	if s.idle.Add(-1) < 0 {
-		s.idle.Add(1)
-		if s.workers < s.o.maxInFlight {
-			s.workers++
-			s.handlers.Add(1)
-			go s.worker()
-		}
+	return true
+}
+
+// offer accounts for an item about to be made available to the idle
+// workers (a message in s.work, or the fetch turn): it is matched with an
+// idle worker, or offer reports that the caller must start a new worker
+// (counted already) once the item is available, so that no item waits
+// behind a busy worker. Only the holder of the fetch turn calls it,
+// before passing the turn on. When the pool is full (MaxInFlight workers
+// and one more for the turn), the items (bounded by MaxInFlight, plus the
+// turn) cannot exceed the workers not handling a message, so one is about
+// to take it.
+func (s *Subscription) offer() (start bool) {
+	if s.idle.Add(-1) >= 0 {
+		return false
 	}
+	s.idle.Add(1)
+	if s.workers > s.o.maxInFlight {
+		return false
+	}
+	s.workers++
+	s.handlers.Add(1)
+	return true
 }
 
 var lanePool = sync.Pool{New: func() any { return new(lane) }}
 
-// worker handles messages until the work channel closes at shutdown. After
-// a keyed message it goes on with the next message of the same key, so a
-// key's messages are handled one at a time, in order.
-func (s *Subscription) worker() {
+// worker handles messages until the work channel closes at shutdown, and
+// fetches when it is given the fetch turn (see fetch). After a keyed
+// message it goes on with the next message of the same key, so a key's
+// messages are handled one at a time, in order.
+func (s *Subscription) worker(fetching bool) {
 	defer s.handlers.Done()
-	for tm := range s.work {
+	for {
+		var tm *transport.Message
+		if fetching {
+			tm, fetching = s.fetch(), false
+		} else {
+			select {
+			case m, ok := <-s.work:
+				if !ok {
+					return
+				}
+				tm = m
+			case <-s.turn:
+				fetching = true
+				continue
+			}
+		}
 		for tm != nil {
 			if s.draining.Load() {
 				s.release(tm)
@@ -446,26 +495,31 @@ func (s *Subscription) call(tm *transport.Message, attempt int) (err error) {
 	m := fromTransport(tm, s.source)
 	m.Attempt = attempt
 	ctx, span := s.c.tel.startProcess(s.handlerCtx, s, tm, attempt)
-	start := time.Now()
+	var start time.Time
+	if s.c.tel.meter { // reading the clock is not free: only when measured
+		start = time.Now()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("switchboard: handler panicked: %v\n%s", r, debug.Stack())
 		}
-		s.c.tel.handlerDuration(s.sm, time.Since(start), err)
+		if s.c.tel.meter {
+			s.c.tel.handlerDuration(s.sm, time.Since(start), err)
+		}
 		endSpan(span, err)
 	}()
 	return s.handler(ctx, m)
 }
 
-// settle acknowledges a message and frees its slot.
+// settle acknowledges a message and gives its room back.
 func (s *Subscription) settle(tm *transport.Message) {
 	s.acks.add(tm.AckID)
 	s.c.tel.count(s.c.tel.acked, s.sm, 1)
 	s.c.tel.flight(s.sm, -1)
-	<-s.slots
+	s.room.give()
 }
 
-// release gives a message up unsettled and frees its slot. Released
+// release gives a message up unsettled and its room back. Released
 // messages are not nacked one by one: the transport subscription's Close,
 // at the end of Shutdown, stops the broker's deliveries to this consumer
 // and then releases every delivery neither acknowledged nor dead-lettered,
@@ -474,7 +528,7 @@ func (s *Subscription) settle(tm *transport.Message) {
 // transport.Subscription.Close).
 func (s *Subscription) release(*transport.Message) {
 	s.c.tel.flight(s.sm, -1)
-	<-s.slots
+	s.room.give()
 }
 
 // deadLetter sends the message with its failure envelope to the
@@ -571,7 +625,10 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 		s.draining.Store(true)
 		close(s.drainCh)
 		s.stopFetch()
-		<-s.loopDone
+		select {
+		case <-s.loopDone: // the worker holding the fetch turn stopped fetching
+		case <-s.turn: // taken here: no worker holds it, none will fetch
+		}
 		close(s.work) // the workers release what is left, then stop
 		idle := make(chan struct{})
 		go func() {

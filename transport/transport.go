@@ -226,7 +226,10 @@ type Subscription interface {
 	// messages (max is at least 1). Errors the adapter recovers from by
 	// itself (a reconnect) are not returned: Receive keeps waiting. It
 	// returns an error matching ErrClosed after Close, and ctx.Err() when
-	// ctx ends.
+	// ctx ends. The returned slice is the caller's until its next call
+	// of Receive, when the adapter may reuse it (so that receiving costs
+	// no allocation per call); the Messages it points to stay the
+	// caller's.
 	Receive(ctx context.Context, max int) ([]*Message, error)
 
 	// Ack acknowledges deliveries: the broker will not deliver them to
