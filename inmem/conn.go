@@ -322,6 +322,10 @@ func (s *subscription) Ack(_ context.Context, ids []any) error {
 		if e, ok := id.(*entry); ok {
 			if _, mine := s.outstanding[e]; mine {
 				delete(s.outstanding, e)
+				// Its batch's entries share one allocation (queue.push):
+				// an acknowledged entry keeps no body or headers alive
+				// while another of the batch is still held.
+				e.msg.Body, e.msg.Headers = nil, nil
 				done = append(done, e)
 			}
 		}

@@ -385,6 +385,7 @@ func (q *queue) take(max int, owner any, out []*entry) (_ []*entry, dropped int)
 		for i := q.head; i < q.head+n; i++ {
 			if e := q.ready[i]; expired(e) {
 				dropped++
+				e.msg.Body, e.msg.Headers = nil, nil
 			} else {
 				out = append(out, e)
 			}
@@ -401,6 +402,7 @@ func (q *queue) take(max int, owner any, out []*entry) (_ []*entry, dropped int)
 		e := q.ready[end]
 		if expired(e) {
 			dropped++
+			e.msg.Body, e.msg.Headers = nil, nil
 			continue
 		}
 		if k := e.msg.Key; k != "" {
