@@ -42,8 +42,9 @@ type Subscription struct {
 	slots chan struct{}           // one per message held, capacity maxInFlight
 	work  chan *transport.Message // to the workers, capacity maxInFlight
 	idle  atomic.Int64            // idle workers less messages waiting in work
-	// workers is how many workers were started; only run touches it.
-	workers int
+	// workers is how many workers are running: run starts them, and a
+	// worker idle for workerIdleTimeout stops (see worker).
+	workers atomic.Int64
 
 	fetchCtx   context.Context // cancelled to stop fetching
 	stopFetch  context.CancelFunc
@@ -275,8 +276,8 @@ func (s *Subscription) dispatch(tm *transport.Message) {
 	// exceed the workers, so one is about to take it.
 	if s.idle.Add(-1) < 0 {
 		s.idle.Add(1)
-		if s.workers < s.o.maxInFlight {
-			s.workers++
+		if s.workers.Load() < int64(s.o.maxInFlight) {
+			s.workers.Add(1)
 			s.handlers.Add(1)
 			go s.worker()
 		}
@@ -285,12 +286,46 @@ func (s *Subscription) dispatch(tm *transport.Message) {
 
 var lanePool = sync.Pool{New: func() any { return new(lane) }}
 
-// worker handles messages until the work channel closes at shutdown. After
-// a keyed message it goes on with the next message of the same key, so a
-// key's messages are handled one at a time, in order.
+// workerIdleTimeout is how long a worker waits for work before it stops,
+// so that an idle subscription keeps only its receive loop and acker
+// goroutines, not one goroutine per message it once held.
+const workerIdleTimeout = time.Second
+
+// worker handles messages until the work channel closes at shutdown, or
+// until it has waited workerIdleTimeout for one. After a keyed message it
+// goes on with the next message of the same key, so a key's messages are
+// handled one at a time, in order.
 func (s *Subscription) worker() {
 	defer s.handlers.Done()
-	for tm := range s.work {
+	defer s.workers.Add(-1)
+	var timer *time.Timer
+	for {
+		var tm *transport.Message
+		var ok bool
+		select {
+		case tm, ok = <-s.work:
+		default:
+			if timer == nil {
+				timer = time.NewTimer(workerIdleTimeout)
+			} else {
+				timer.Reset(workerIdleTimeout)
+			}
+			select {
+			case tm, ok = <-s.work:
+				timer.Stop()
+			case <-timer.C:
+				// Stop only if no message in work counts on this
+				// worker (see dispatch): idle stays >= 0 without it.
+				if s.idle.Add(-1) >= 0 {
+					return
+				}
+				s.idle.Add(1)
+				continue
+			}
+		}
+		if !ok {
+			return
+		}
 		for tm != nil {
 			if s.draining.Load() {
 				s.release(tm)
