@@ -21,7 +21,7 @@ var scaleTables = []scaleTableDef{
 	{
 		name: "keys", title: "Distinct keys in flight",
 		intro: "n messages published in calls of 100 and consumed by one subscription with key ordering on (the default) and `WithMaxInFlight(256)`; " +
-			"message i has key i mod keys (n = 1,000,000 in memory, 20,000 on Kafka, 10,000 on RabbitMQ, 5,000 on SQS; brokers: 1, 1,000 and n keys). " +
+			"message i has key i mod keys (n = 1,000,000 in memory, 10,000 on Kafka, 5,000 on RabbitMQ, 2,000 on SQS; brokers: 1, 1,000 and n keys). " +
 			"Peak live heap: the largest heap after a collection during the run (in memory it includes the broker's queue); " +
 			"retained: live heap after the run less before it, both after `runtime.GC()` — the per-key state left behind.",
 		param: func(n int) string { return thousands(n) },
@@ -37,8 +37,8 @@ var scaleTables = []scaleTableDef{
 		name: "subscriptions", title: "Subscriptions in one process",
 		intro: "One client with s subscriptions, each on its own topic (group g, default options). " +
 			"Idle: goroutines and memory (live heap + goroutine stacks, after `runtime.GC()`) per subscription, " +
-			"just subscribed and again after the busy run. Busy: n messages published round-robin over the topics " +
-			"(100 per call) and consumed (n = 100,000 in memory, 10,000 on Kafka and RabbitMQ, 5,000 on SQS); s = 1, 100, 1,000 in memory, 1 and 100 on brokers. " +
+			"just subscribed and again 2.5 s after the busy run (messaging stops a worker after 1 s without work). Busy: n messages published round-robin over the topics " +
+			"(100 per call) and consumed (n = 100,000 in memory, 5,000 on Kafka and RabbitMQ, 2,000 on SQS); s = 1, 100, 1,000 in memory, 1 and 100 on brokers. " +
 			"In memory the broker is in the process, so its queues count too.",
 		param: func(n int) string { return thousands(n) },
 		run:   subsRows,
@@ -70,7 +70,7 @@ var scaleTables = []scaleTableDef{
 		intro: "m members of one group (each its own client, as separate processes would be; in memory on one broker), " +
 			"keyed messages (256 keys), key ordering on, `WithMaxInFlight(4)` per member, a handler that works 2 ms (sleeping, so that members overlap on 2 cores): " +
 			"one member handles at most ~2,000 msgs/s. Before the measured run, messages are published until every member that can get work has handled one " +
-			"(Kafka: at most 3, the partitions; others: every member). n = 10,000 (5,000 on SQS).",
+			"(Kafka: at most 3, the partitions; others: every member). n = 10,000 in memory, 5,000 on Kafka and RabbitMQ, 2,000 on SQS.",
 		param: func(n int) string { return fmt.Sprint(n) },
 		run:   membersRows,
 		cols: []scaleCol{
@@ -178,7 +178,7 @@ func publishKeyed(ctx context.Context, c *messaging.Client, topicOf func(call in
 }
 
 func keysRows(ctx context.Context, tr string, ep Endpoints, _ io.Writer) []ScaleRow {
-	n := perTransport(tr, 1_000_000, brokerN(tr, 20_000, 10_000, 5_000))
+	n := perTransport(tr, 1_000_000, brokerN(tr, 10_000, 5_000, 2_000))
 	keys := []int{1, 1000, 100_000, 1_000_000}
 	if tr != "inmem" {
 		keys = []int{1, 1000, n}
@@ -241,7 +241,7 @@ func subsRows(ctx context.Context, tr string, ep Endpoints, _ io.Writer) []Scale
 	if tr != "inmem" {
 		counts = []int{1, 100}
 	}
-	n := perTransport(tr, 100_000, brokerN(tr, 10_000, 10_000, 5_000))
+	n := perTransport(tr, 100_000, brokerN(tr, 5_000, 5_000, 2_000))
 	var rows []ScaleRow
 	for _, s := range counts {
 		r := ScaleRow{Table: "subscriptions", Transport: tr, Param: s}
@@ -293,6 +293,8 @@ func subsRow(ctx context.Context, tr string, ep Endpoints, n, subs int) (map[str
 	if err != nil {
 		return nil, err
 	}
+	// Idle again: messaging stops a worker after 1s without work.
+	time.Sleep(idleSettle)
 	after := measureMem()
 	g0, b0 := per(before, idle)
 	g1, b1 := per(before, after)
@@ -366,7 +368,7 @@ func bodyCases(tr string, ep Endpoints) (sb, raw func(context.Context) (Runner, 
 }
 
 func membersRows(ctx context.Context, tr string, ep Endpoints, _ io.Writer) []ScaleRow {
-	n := perTransport(tr, 10_000, brokerN(tr, 10_000, 10_000, 5_000))
+	n := perTransport(tr, 10_000, brokerN(tr, 5_000, 5_000, 2_000))
 	var rows []ScaleRow
 	for _, m := range []int{1, 2, 4} {
 		r := ScaleRow{Table: "members", Transport: tr, Param: m}
@@ -375,6 +377,11 @@ func membersRows(ctx context.Context, tr string, ep Endpoints, _ io.Writer) []Sc
 	}
 	return rows
 }
+
+// idleSettle is how long the subscriptions table waits after its busy
+// run before measuring idle again: longer than messaging's worker idle
+// timeout (1s).
+const idleSettle = 2500 * time.Millisecond
 
 // memberWork is what each handler call of the members table costs.
 const memberWork = 2 * time.Millisecond
