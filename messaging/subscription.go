@@ -297,7 +297,6 @@ const workerIdleTimeout = time.Second
 // handled one at a time, in order.
 func (s *Subscription) worker() {
 	defer s.handlers.Done()
-	defer s.workers.Add(-1)
 	var timer *time.Timer
 	for {
 		var tm *transport.Message
@@ -316,14 +315,19 @@ func (s *Subscription) worker() {
 			case <-timer.C:
 				// Stop only if no message in work counts on this
 				// worker (see dispatch): idle stays >= 0 without it.
+				// Leave the worker count first, so that dispatch,
+				// seeing idle < 0 after this, starts a worker.
+				s.workers.Add(-1)
 				if s.idle.Add(-1) >= 0 {
 					return
 				}
+				s.workers.Add(1)
 				s.idle.Add(1)
 				continue
 			}
 		}
 		if !ok {
+			s.workers.Add(-1)
 			return
 		}
 		for tm != nil {
