@@ -59,7 +59,10 @@ func (t *Transport) OpenInbox(ctx context.Context) (transport.Inbox, error) {
 		ReadBackoffMin: 50 * time.Millisecond,
 		ReadBackoffMax: time.Second,
 		Logger:         kafkaLogger{t.log, slog.LevelDebug},
-		ErrorLogger:    kafkaLogger{t.log, slog.LevelDebug},
+		// No lag polling: nothing reads Reader.Stats().Lag, and it costs a
+		// goroutine and a ListOffsets round trip a minute per reader.
+		ReadLagInterval: -1,
+		ErrorLogger:     kafkaLogger{t.log, slog.LevelDebug},
 	})
 	if err := ib.r.SetOffset(kafkago.FirstOffset); err != nil {
 		_ = ib.r.Close()

@@ -260,8 +260,11 @@ func (s *subscription) fetch(ctx context.Context, p *partition, start int64) {
 		ReadBackoffMin: 50 * time.Millisecond,
 		ReadBackoffMax: time.Second,
 		MaxAttempts:    3,
-		Logger:         kafkaLogger{s.log, slog.LevelDebug},
-		ErrorLogger:    kafkaLogger{s.log, slog.LevelDebug},
+		// No lag polling: nothing reads Reader.Stats().Lag, and it costs a
+		// goroutine and a ListOffsets round trip a minute per reader.
+		ReadLagInterval: -1,
+		Logger:          kafkaLogger{s.log, slog.LevelDebug},
+		ErrorLogger:     kafkaLogger{s.log, slog.LevelDebug},
 	})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {

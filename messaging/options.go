@@ -145,7 +145,9 @@ func WithMaxAttempts(n int) SubscribeOption {
 // received but not yet acknowledged: handlers running, waiting to retry,
 // or queued behind an earlier message of the same key. When the bound is
 // reached the subscription stops fetching (backpressure). The default is
-// 64.
+// 64. Handlers run on up to n goroutines, started as messages arrive; one
+// that has waited 1 s for a message stops, so an idle subscription keeps
+// two goroutines (its receive loop and its acknowledger).
 func WithMaxInFlight(n int) SubscribeOption {
 	return func(o *subOptions) { o.maxInFlight = n }
 }

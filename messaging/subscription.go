@@ -43,9 +43,10 @@ type Subscription struct {
 	work chan *transport.Message // to the workers, capacity maxInFlight
 	turn chan struct{}           // the fetch turn, between two workers (see fetch)
 	idle atomic.Int64            // idle workers less the items (messages in work, the turn) waiting for one
-	// workers is how many workers were started; only the holder of the
-	// fetch turn touches it.
-	workers int
+	// workers is how many workers are running: the holder of the fetch
+	// turn starts them (offer), and a worker idle for workerIdleTimeout
+	// stops (see worker).
+	workers atomic.Int64
 
 	fetchCtx   context.Context // cancelled to stop fetching
 	stopFetch  context.CancelFunc
@@ -181,7 +182,7 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	if o.batch.handler != nil {
 		s.batch = newBatcher(s)
 	}
-	s.workers = 1
+	s.workers.Store(1)
 	s.handlers.Add(1)
 	go s.worker(true)
 	return s, nil
@@ -317,36 +318,71 @@ func (s *Subscription) offer() (start bool) {
 		return false
 	}
 	s.idle.Add(1)
-	if s.workers > s.o.maxInFlight {
+	if s.workers.Load() > int64(s.o.maxInFlight) {
 		return false
 	}
-	s.workers++
+	s.workers.Add(1)
 	s.handlers.Add(1)
 	return true
 }
 
 var lanePool = sync.Pool{New: func() any { return new(lane) }}
 
-// worker handles messages until the work channel closes at shutdown, and
-// fetches when it is given the fetch turn (see fetch). After a keyed
-// message it goes on with the next message of the same key, so a key's
-// messages are handled one at a time, in order.
+// workerIdleTimeout is how long a worker waits for work before it stops,
+// so that an idle subscription keeps only the holder of the fetch turn and
+// its acker, not one goroutine per message it once held.
+const workerIdleTimeout = time.Second
+
+// worker handles messages until the work channel closes at shutdown, or
+// until it has waited workerIdleTimeout for one, and fetches when it is
+// given the fetch turn (see fetch). After a keyed message it goes on with
+// the next message of the same key, so a key's messages are handled one at
+// a time, in order.
 func (s *Subscription) worker(fetching bool) {
 	defer s.handlers.Done()
+	var timer *time.Timer
 	for {
 		var tm *transport.Message
 		if fetching {
 			tm, fetching = s.fetch(), false
 		} else {
+			var ok bool
 			select {
-			case m, ok := <-s.work:
-				if !ok {
-					return
-				}
-				tm = m
+			case tm, ok = <-s.work:
 			case <-s.turn:
 				fetching = true
 				continue
+			default:
+				if timer == nil {
+					timer = time.NewTimer(workerIdleTimeout)
+				} else {
+					timer.Reset(workerIdleTimeout)
+				}
+				select {
+				case tm, ok = <-s.work:
+					timer.Stop()
+				case <-s.turn:
+					timer.Stop()
+					fetching = true
+					continue
+				case <-timer.C:
+					// Stop only if no item (a message in work, the
+					// turn) counts on this worker (see offer): idle
+					// stays >= 0 without it. Leave the worker count
+					// first, so that offer, seeing idle < 0 after
+					// this, starts a worker.
+					s.workers.Add(-1)
+					if s.idle.Add(-1) >= 0 {
+						return
+					}
+					s.workers.Add(1)
+					s.idle.Add(1)
+					continue
+				}
+			}
+			if !ok {
+				s.workers.Add(-1)
+				return
 			}
 		}
 		for tm != nil {

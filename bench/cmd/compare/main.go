@@ -40,6 +40,9 @@ func main() {
 		serveKfake()
 		return
 	}
+	if *mode != "compare" {
+		os.Exit(runMode(context.Background(), *rounds, *trs, *amqpURL, *kafkaBrokers, *sqsEndpoint))
+	}
 
 	var re *regexp.Regexp
 	if *only != "" {
