@@ -120,15 +120,17 @@ func (rp *Report) Markdown(w io.Writer) {
 				ratio(rp.ratios(tr, p, Switchboard, Raw, tput)), ratio(rp.ratios(tr, p, Switchboard, Watermill, tput)),
 				med1(vals(sb, allocs)), med1(vals(raw, allocs)), med1(vals(wm, allocs)))
 		}
-		for _, p := range []string{Publish, PubSub, RRThroughput} {
-			o := m[key{tr, p, RawUnbatched}]
-			if len(o) == 0 {
-				continue
+		for _, other := range []string{RawNoAttrs, RawUnbatched} {
+			for _, p := range []string{Publish, PubSub, RRThroughput} {
+				o := m[key{tr, p, other}]
+				if len(o) == 0 {
+					continue
+				}
+				fmt.Fprintf(w, "| %s (vs %s) | %s | %s | — | %s | — | %s · %s · — |\n", p, other,
+					fmtK(vals(m[key{tr, p, Switchboard}], tput)), fmtK(vals(o, tput)),
+					ratio(rp.ratios(tr, p, Switchboard, other, tput)),
+					med1(vals(m[key{tr, p, Switchboard}], allocs)), med1(vals(o, allocs)))
 			}
-			fmt.Fprintf(w, "| %s (vs %s) | %s | %s | — | %s | — | %s · %s · — |\n", p, RawUnbatched,
-				fmtK(vals(m[key{tr, p, Switchboard}], tput)), fmtK(vals(o, tput)),
-				ratio(rp.ratios(tr, p, Switchboard, RawUnbatched, tput)),
-				med1(vals(m[key{tr, p, Switchboard}], allocs)), med1(vals(o, allocs)))
 		}
 		fmt.Fprintf(w, "\nLatency, ms (lower is better): one message at a time (latency: publish call → handler; rr-latency: request round trip).\n\n")
 		fmt.Fprintf(w, "| pattern | sb p50 | raw p50 | wm p50 | sb p99 | raw p99 | wm p99 | p50 sb / raw | p50 sb / wm | allocs/msg sb · raw · wm |\n")
