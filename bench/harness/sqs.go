@@ -30,7 +30,8 @@ const RawNoAttrs = "raw-noattrs"
 const SQSRegion = "us-east-1"
 
 // SQS returns the SQS cases against an SQS endpoint (the fauxqs emulator):
-// every side sends to one standard queue and deletes what it handled.
+// every side sends to one standard queue and deletes what it handled
+// (Switchboard with fifo=false: the sqs:// default is FIFO queues).
 //
 //   - switchboard: messaging over the sqs adapter, Notify/Listen (a
 //     recipient's queue, the same SQS queue as raw; Publish/Subscribe
@@ -53,7 +54,7 @@ const SQSRegion = "us-east-1"
 func SQS(endpoint string, scale float64) []Case {
 	var cs []Case
 	ns := map[string]int{Publish: 2000, PubSub: 2000, Latency: 200, RRLatency: 200, RRThroughput: 1000}
-	u := "sqs://?region=" + SQSRegion + "&endpoint=" + url.QueryEscape(endpoint) + "&wait=1s"
+	u := "sqs://?region=" + SQSRegion + "&endpoint=" + url.QueryEscape(endpoint) + "&wait=1s&fifo=false"
 	for _, p := range Patterns {
 		n := max(int(float64(ns[p])*scale), 10)
 		cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetupMode(p, openURL(u), true)})
