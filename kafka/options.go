@@ -230,6 +230,9 @@ func ParseURL(u *url.URL) ([]string, Options, error) {
 			return nil
 		}
 		x, err := time.ParseDuration(v)
+		if name == "batch_timeout" && err == nil && x == 0 {
+			return nil // the default: no linger
+		}
 		if err != nil || x <= 0 {
 			return fmt.Errorf("%w: kafka URL: option %s=%q: want a positive duration such as 500ms", transport.ErrInvalid, name, v)
 		}
