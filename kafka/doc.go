@@ -110,9 +110,10 @@
 // franz-go's producer does): a Send to an idle partition is sent at once,
 // with no linger, and the Sends that arrive while a request is in flight
 // leave together in the next one (up to 10,000 records and
-// max_message_bytes). A failed request is retried, up to 10 attempts with
-// backoff (50ms to 1s), before anything queued behind it is sent, so
-// retries never reorder a partition. Send waits for the acknowledgement,
+// max_message_bytes); batch_timeout, when set, makes each request wait
+// that long for more records first. A failed request is retried, up to 10
+// attempts with backoff (50ms to 1s), before anything queued behind it is
+// sent, so retries never reorder a partition. Send waits for the acknowledgement,
 // bounded by the caller's context. When the context ends while the broker's
 // acknowledgement is on its way, Send waits up to 200ms for it rather than
 // report a failure for messages the broker accepted (consumers can see a
