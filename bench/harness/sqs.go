@@ -87,9 +87,9 @@ func sqsAttrs(source string) map[string]sqstypes.MessageAttributeValue {
 	}
 }
 
-// sqsSource is the CloudEvents source Switchboard's client writes here:
+// benchSource is the CloudEvents source Switchboard's client writes here:
 // the executable's name (see messaging.WithSource).
-func sqsSource() string {
+func benchSource() string {
 	if exe, err := os.Executable(); err == nil {
 		return filepath.Base(exe)
 	}
@@ -117,7 +117,7 @@ func sqsRaw(endpoint, pattern string, batched, attrs bool) func(ctx context.Cont
 			ids[i] = aws.String(strconv.Itoa(i))
 		}
 		sbody := aws.String(string(body))
-		source := sqsSource()
+		source := benchSource()
 		attributes := func() map[string]sqstypes.MessageAttributeValue {
 			if !attrs {
 				return nil
