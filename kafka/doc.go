@@ -27,7 +27,7 @@
 //	replication         their replication factor; -1: the broker's default (-1)
 //	balancer            key to partition hash: crc32 (default) or murmur2, see below
 //	max_message_bytes   the brokers' message.max.bytes (1048588)
-//	batch_timeout       producer linger (2ms)
+//	batch_timeout       producer linger (0: none)
 //	session_timeout     consumer group session timeout (10s)
 //	heartbeat_interval  consumer group heartbeat interval (1s)
 //	rebalance_timeout   consumer group rebalance timeout (10s)
@@ -105,9 +105,16 @@
 //
 // # What Kafka does natively, and what is emulated
 //
-// Producing: acks=all (every in-sync replica), one WriteMessages per Send
-// with a 2ms linger, up to 10 attempts per batch with backoff, bounded by
-// the caller's context. When the context ends while the broker's
+// Producing: acks=all (every in-sync replica) through kafka-go's
+// Client.Produce, with one produce request in flight per partition (as
+// franz-go's producer does): a Send to an idle partition is sent at once,
+// with no linger, and the Sends that arrive while a request is in flight
+// leave together in the next one (up to 10,000 records and
+// max_message_bytes); batch_timeout, when set, makes each request wait
+// that long for more records first. A failed request is retried, up to 10
+// attempts with backoff (50ms to 1s), before anything queued behind it is
+// sent, so retries never reorder a partition. Send waits for the acknowledgement,
+// bounded by the caller's context. When the context ends while the broker's
 // acknowledgement is on its way, Send waits up to 200ms for it rather than
 // report a failure for messages the broker accepted (consumers can see a
 // record before its producer sees the acknowledgement).
@@ -178,8 +185,7 @@
 // Size: Capabilities.MaxMessageSize is max_message_bytes minus 16 KiB for
 // record, batch and header overhead; at most 256 headers per message.
 //
-// As: Transport.As accepts **kafka.Client, **kafka.Writer and
-// **kafka.Transport (github.com/segmentio/kafka-go); a received message's
+// As: Transport.As accepts **kafka.Client and **kafka.Transport (github.com/segmentio/kafka-go); a received message's
 // As accepts *kafka.Message (the record as read).
 //
 // Admin (transport.Admin, see messaging.Admin): DeleteGroup deletes the

@@ -70,9 +70,12 @@ type Options struct {
 	// Default 1048588, Kafka's default. Capabilities.MaxMessageSize is
 	// derived from it, leaving room for the record and header overhead.
 	MaxMessageBytes int
-	// BatchTimeout is how long the producer waits to fill a batch before
-	// sending it. Default 2ms (kafka-go's own default of 1s would delay
-	// every lone Send by a second).
+	// BatchTimeout is the producer's linger: how long a partition's
+	// batch waits for more records before it is sent. Default 0: no
+	// linger; a record for a partition with no produce request in flight
+	// is sent at once, and the records that arrive while one is in flight
+	// leave together in the next request (one request in flight per
+	// partition), so batches fill under load without a linger.
 	BatchTimeout time.Duration
 	// SessionTimeout is the consumer group session timeout. Default 10s.
 	SessionTimeout time.Duration
@@ -127,7 +130,6 @@ func (o *Options) setDefaults() {
 			*d = v
 		}
 	}
-	def(&o.BatchTimeout, 2*time.Millisecond)
 	def(&o.SessionTimeout, 10*time.Second)
 	def(&o.HeartbeatInterval, time.Second)
 	def(&o.RebalanceTimeout, 10*time.Second)
@@ -155,7 +157,7 @@ var urlParams = map[string]string{
 	"replication":        "replication factor of created topics (default -1: broker default)",
 	"balancer":           "crc32 (default, librdkafka-compatible)|murmur2 (Java-compatible)",
 	"max_message_bytes":  "broker message.max.bytes (default 1048588)",
-	"batch_timeout":      "producer batch linger (default 2ms)",
+	"batch_timeout":      "producer linger (default 0: send at once, batch what arrives while a request is in flight)",
 	"session_timeout":    "group session timeout (default 10s)",
 	"heartbeat_interval": "group heartbeat interval (default 1s)",
 	"rebalance_timeout":  "group rebalance timeout (default 10s)",
@@ -228,6 +230,9 @@ func ParseURL(u *url.URL) ([]string, Options, error) {
 			return nil
 		}
 		x, err := time.ParseDuration(v)
+		if name == "batch_timeout" && err == nil && x == 0 {
+			return nil // the default: no linger
+		}
 		if err != nil || x <= 0 {
 			return fmt.Errorf("%w: kafka URL: option %s=%q: want a positive duration such as 500ms", transport.ErrInvalid, name, v)
 		}

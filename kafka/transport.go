@@ -29,10 +29,10 @@ type Transport struct {
 	opts    Options
 	log     *slog.Logger
 
-	kt     *kafkago.Transport
-	client *kafkago.Client
-	writer *kafkago.Writer
-	dialer *kafkago.Dialer
+	kt       *kafkago.Transport
+	client   *kafkago.Client
+	producer *producer
+	dialer   *kafkago.Dialer
 
 	bg     context.Context
 	cancel context.CancelFunc
@@ -86,21 +86,7 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 	if opts.Balancer == BalancerMurmur2 {
 		bal = kafkago.Murmur2Balancer{}
 	}
-	t.writer = &kafkago.Writer{
-		Addr:                   addr,
-		Balancer:               batchBalancer{keyed: bal},
-		MaxAttempts:            10,
-		WriteBackoffMin:        50 * time.Millisecond,
-		WriteBackoffMax:        time.Second,
-		BatchSize:              10000,
-		BatchBytes:             int64(opts.MaxMessageBytes),
-		BatchTimeout:           opts.BatchTimeout,
-		RequiredAcks:           kafkago.RequireAll,
-		AllowAutoTopicCreation: true, // only written to once the topic is known to exist; refreshes stale metadata
-		Transport:              t.kt,
-		Logger:                 kafkaLogger{t.log, slog.LevelDebug},
-		ErrorLogger:            kafkaLogger{t.log, slog.LevelDebug},
-	}
+	t.producer = newProducer(t.client, batchBalancer{keyed: bal}, opts.BatchTimeout, int64(opts.MaxMessageBytes), t.log)
 	// Check the cluster answers.
 	if _, err := retry(ctx, func() (*kafkago.MetadataResponse, error) {
 		return t.saslChecked(t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}))
@@ -113,7 +99,7 @@ func Open(ctx context.Context, brokers []string, opts Options) (*Transport, erro
 
 // shutdown releases the client resources.
 func (t *Transport) shutdown() {
-	_ = t.writer.Close()
+	t.producer.close()
 	t.cancel()
 	t.kt.CloseIdleConnections()
 }
@@ -139,15 +125,12 @@ func (t *Transport) maxMessageSize() int {
 	return t.opts.MaxMessageBytes - 16*1024
 }
 
-// As supports **kafkago.Client (admin requests), **kafkago.Writer (the
-// producer) and **kafkago.Transport (the connection pool) of
-// github.com/segmentio/kafka-go.
+// As supports **kafkago.Client (admin requests and produce requests) and
+// **kafkago.Transport (the connection pool) of github.com/segmentio/kafka-go.
 func (t *Transport) As(target any) bool {
 	switch p := target.(type) {
 	case **kafkago.Client:
 		*p = t.client
-	case **kafkago.Writer:
-		*p = t.writer
 	case **kafkago.Transport:
 		*p = t.kt
 	default:
@@ -409,7 +392,7 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(sendGrace, cancel) })
 	defer stop()
-	err = t.writer.WriteMessages(wctx, kms...)
+	err = t.producer.write(wctx, name, kms)
 	if err != nil && wctx.Err() != nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}

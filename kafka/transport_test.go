@@ -122,6 +122,13 @@ func TestURL(t *testing.T) {
 		o.Replication != 3 || o.Balancer != "murmur2" || o.ClientID != "svc" || o.BatchTimeout != 5*time.Millisecond {
 		t.Errorf("ParseURL: %v %+v", brokers, o)
 	}
+	// batch_timeout=0 is the default, no linger; a negative one is invalid.
+	if _, o, err := kafka.ParseURL(&url.URL{Scheme: "kafka", Host: "h:9092", RawQuery: "batch_timeout=0"}); err != nil || o.BatchTimeout != 0 {
+		t.Errorf("batch_timeout=0: %v %v", o.BatchTimeout, err)
+	}
+	if _, _, err := kafka.ParseURL(&url.URL{Scheme: "kafka", Host: "h:9092", RawQuery: "batch_timeout=-1ms"}); !errors.Is(err, transport.ErrInvalid) {
+		t.Errorf("batch_timeout=-1ms: %v, want ErrInvalid", err)
+	}
 }
 
 func TestRoundTrip(t *testing.T) {

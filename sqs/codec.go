@@ -308,6 +308,13 @@ func utf16Surrogates(r rune) (rune, rune) {
 // delivered with its attributes (see transport.DecodeEnvelope).
 func decode(body string, attrs map[string]string) (*transport.Message, error) {
 	m := &transport.Message{}
+	if plainAttrs(attrs) {
+		// The common case (ce- attributes only, a text body): attrs are
+		// the wire headers as they are, no copy.
+		transport.DecodeEnvelope(m, attrs, attrPrefix)
+		m.Body = []byte(body)
+		return m, nil
+	}
 	wire := make(map[string]string, len(attrs))
 	var hdrs map[string]string
 	enc := ""
@@ -372,6 +379,22 @@ func decode(body string, attrs map[string]string) (*transport.Message, error) {
 		return nil, fmt.Errorf("attribute %s: unknown encoding %q", attrBodyEnc, enc)
 	}
 	return m, nil
+}
+
+// plainAttrs reports whether attrs hold none of the adapter's own
+// attributes (sb-headers, sb-headers64, sb-body-encoding, a -b64 form),
+// so that decode can use them as the wire headers without a copy.
+func plainAttrs(attrs map[string]string) bool {
+	for name := range attrs {
+		switch name {
+		case attrBodyEnc, attrHeaders, attrHeadersB64:
+			return false
+		}
+		if _, ok := cutSuffix(name, attrSuffixB64); ok {
+			return false
+		}
+	}
+	return true
 }
 
 // isEnvelope reports whether name is an envelope attribute that may

@@ -85,8 +85,9 @@ func (p *poller) recover(ctx context.Context, stop <-chan struct{}, err error) b
 	return true
 }
 
-// toMessage converts a received SQS message.
-func toMessage(sm sqstypes.Message, log func(msg string, args ...any)) *transport.Message {
+// toMessage converts a received SQS message. The message's As refers to
+// *sm (an element of the ReceiveMessage response), not a copy of it.
+func toMessage(sm *sqstypes.Message, log func(msg string, args ...any)) *transport.Message {
 	attrs := make(map[string]string, len(sm.MessageAttributes))
 	for k, v := range sm.MessageAttributes {
 		switch {
@@ -113,10 +114,9 @@ func toMessage(sm sqstypes.Message, log func(msg string, args ...any)) *transpor
 	if n, err := strconv.Atoi(sm.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
 		m.DeliveryCount = n
 	}
-	native := sm
 	m.AsFunc = func(target any) bool {
 		if p, ok := target.(*sqstypes.Message); ok {
-			*p = native
+			*p = *sm
 			return true
 		}
 		return false
@@ -221,15 +221,19 @@ func (s *subscription) receiveLoop() {
 func (s *subscription) add(msgs []sqstypes.Message) {
 	deadline := time.Now().Add(s.p.t.opts.VisibilityTimeout)
 	out := make([]*transport.Message, 0, len(msgs))
-	for _, sm := range msgs {
-		m := toMessage(sm, s.p.t.log.Warn)
-		rh := aws.ToString(sm.ReceiptHandle)
-		m.AckID = rh
+	for i := range msgs {
+		m := toMessage(&msgs[i], s.p.t.log.Warn)
+		if msgs[i].ReceiptHandle == nil {
+			msgs[i].ReceiptHandle = aws.String("")
+		}
+		// The receipt handle's pointer, as the response holds it: an
+		// AckID that costs no allocation (a string would be boxed).
+		m.AckID = msgs[i].ReceiptHandle
 		out = append(out, m)
 	}
 	s.mu.Lock()
 	for _, m := range out {
-		s.held[m.AckID.(string)] = deadline
+		s.held[*m.AckID.(*string)] = deadline
 	}
 	s.buf = append(s.buf, out...)
 	s.mu.Unlock()
@@ -361,8 +365,16 @@ func (s *subscription) take(ids []any) ([]string, error) {
 		return nil, fmt.Errorf("sqs: subscription %s: %w", s.p.name, transport.ErrClosed)
 	}
 	for _, id := range ids {
-		rh, ok := id.(string)
-		if !ok || rh == "" {
+		var rh string
+		switch v := id.(type) {
+		case *string: // as Receive sets it
+			if v != nil {
+				rh = *v
+			}
+		case string:
+			rh = v
+		}
+		if rh == "" {
 			return nil, fmt.Errorf("sqs: subscription %s: %w: AckID %T is not from this adapter", s.p.name, transport.ErrInvalid, id)
 		}
 		receipts = append(receipts, rh)
@@ -524,9 +536,9 @@ func (ib *inbox) loop() {
 		}
 		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(msgs))
 		out := make([]*transport.Message, len(msgs))
-		for i, sm := range msgs {
-			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: sm.ReceiptHandle}
-			out[i] = toMessage(sm, ib.p.t.log.Warn)
+		for i := range msgs {
+			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: msgs[i].ReceiptHandle}
+			out[i] = toMessage(&msgs[i], ib.p.t.log.Warn)
 		}
 		if _, err := ib.p.t.sqs.DeleteMessageBatch(ib.ctx, &sqs.DeleteMessageBatchInput{
 			QueueUrl: aws.String(ib.p.queueURL()), Entries: entries,

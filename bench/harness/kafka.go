@@ -20,21 +20,27 @@ import (
 const KafkaPartitions = 3
 
 // KafkaOptions are the adapter options used here: group timings short
-// enough for kfake (as in kafka/kafkatest), the default 2ms linger.
+// enough for kfake (as in kafka/kafkatest), the default producer (no
+// linger, one produce request in flight per partition).
 const KafkaOptions = "partitions=3&heartbeat_interval=100ms&session_timeout=1s&rebalance_timeout=3s" +
-	"&max_wait=200ms&metadata_ttl=250ms&drain_timeout=500ms&join_backoff=100ms&batch_timeout=2ms"
+	"&max_wait=200ms&metadata_ttl=250ms&drain_timeout=500ms&join_backoff=100ms"
 
 // Kafka returns the Kafka cases against brokers (kfake, or a real
 // cluster), all at the same guarantee: acks=all, topics of
 // KafkaPartitions partitions, consumer groups committing what was handled.
 //
 //   - switchboard: messaging over the kafka adapter (kafka-go inside):
-//     one Publish of Batch messages is one WriteMessages, acks=all, 2ms
-//     linger, CRC32 balancer; Subscribe with WithMaxInFlight(Prefetch).
+//     one Publish of Batch messages is one produce request (unkeyed
+//     messages of one Send go to one partition), acks=all, no linger (a
+//     lone message is sent at once; what arrives while a partition's
+//     request is in flight leaves in the next), CRC32 balancer; Subscribe
+//     with WithMaxInFlight(Prefetch).
 //     Request/reply: Serve/Request over a queue topic and a reply topic.
-//   - raw: kafka-go v0.4.47 by hand with the adapter's producer settings
-//     (RequiredAcks=all, BatchTimeout 2ms, BatchSize 10000,
-//     CRC32Balancer), one WriteMessages per Batch; a Reader in a consumer
+//   - raw: kafka-go v0.4.47's Writer by hand (RequiredAcks=all,
+//     BatchTimeout 1µs: the Writer always waits its BatchTimeout before it
+//     sends a batch that is not full, so the smallest one is its lowest
+//     latency; BatchSize 10000, CRC32Balancer), one WriteMessages per
+//     Batch; a Reader in a consumer
 //     group (FetchMessage, CommitMessages with CommitInterval 50ms, i.e.
 //     commits batched in the background like the adapter's). No
 //     request/reply: n/a.
@@ -96,7 +102,7 @@ func kafkaRaw(brokers []string, pattern string) func(ctx context.Context) (Runne
 		kt := &kafkago.Transport{MetadataTTL: time.Second, Context: tctx}
 		w := &kafkago.Writer{
 			Addr: kafkago.TCP(brokers...), Topic: name, Balancer: kafkago.CRC32Balancer{}, RequiredAcks: kafkago.RequireAll,
-			BatchTimeout: 2 * time.Millisecond, BatchSize: 10000, Transport: kt,
+			BatchTimeout: time.Microsecond, BatchSize: 10000, Transport: kt,
 		}
 		r := &runner{closers: closers{func() error { cancel(); kt.CloseIdleConnections(); return nil }, w.Close}}
 		fail := func(err error) (Runner, error) { r.Close(); return nil, err }

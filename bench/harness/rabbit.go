@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/switchboard-go/switchboard/messaging"
 	"github.com/switchboard-go/switchboard/rabbitmq"
+	"github.com/switchboard-go/switchboard/transport"
 )
 
 // RabbitReachable reports whether a RabbitMQ broker answers at url.
@@ -38,7 +39,9 @@ func RabbitReachable(ctx context.Context, url string) error {
 //     handler's reply is confirmed; the request is acked after.
 //   - raw: amqp091-go doing the same by hand: a durable topic exchange and
 //     quorum queue, Batch PublishWithDeferredConfirm then a wait for every
-//     confirm, the same CloudEvents headers Switchboard writes; consumer
+//     confirm, the same CloudEvents headers Switchboard writes, built per
+//     message (rabbitHeaders: cloudEvents_specversion, _id, _source,
+//     _type, _time; _correlationid on requests and replies); consumer
 //     with Qos(Prefetch) and one basic.ack per message. Request/reply:
 //     direct reply-to, each requester on its own confirm channel, the
 //     server replies on a confirm channel (waiting the confirm), then acks.
@@ -137,6 +140,26 @@ func openRabbit(url string) opener {
 
 var quorum = amqp.Table{"x-queue-type": "quorum"}
 
+// rabbitHeaders returns a new message ID and the application properties
+// Switchboard's rabbitmq adapter writes for a message published without
+// envelope fields (the CloudEvents AMQP binding's "cloudEvents_"
+// attributes: specversion, id, source, type, time, and correlationid when
+// corr is not empty), built per message as the adapter builds them.
+func rabbitHeaders(source, corr string) (string, amqp.Table) {
+	id := uuid.NewString()
+	h := amqp.Table{
+		"cloudEvents_specversion": "1.0",
+		"cloudEvents_id":          id,
+		"cloudEvents_source":      source,
+		"cloudEvents_type":        transport.DefaultType,
+		"cloudEvents_time":        time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	if corr != "" {
+		h["cloudEvents_correlationid"] = corr
+	}
+	return id, h
+}
+
 func rabbitRaw(url, pattern string) func(ctx context.Context) (Runner, error) {
 	return func(ctx context.Context) (Runner, error) {
 		name := prefix + uniq("raw")
@@ -156,14 +179,11 @@ func rabbitRaw(url, pattern string) func(ctx context.Context) (Runner, error) {
 		if err := ch.Confirm(false); err != nil {
 			return fail(err)
 		}
-		headers := amqp.Table{
-			"cloudEvents:specversion": "1.0",
-			"cloudEvents:source":      "switchboard",
-			"cloudEvents:time":        time.Now().UTC().Format(time.RFC3339Nano),
-		}
-		pub := func(i int) amqp.Publishing {
+		source := benchSource()
+		pub := func(int) amqp.Publishing {
+			id, headers := rabbitHeaders(source, "")
 			return amqp.Publishing{
-				MessageId: strconv.Itoa(i), Body: body, DeliveryMode: amqp.Persistent,
+				MessageId: id, Body: body, DeliveryMode: amqp.Persistent,
 				Timestamp: time.Now(), Headers: headers,
 			}
 		}
@@ -279,8 +299,10 @@ func rabbitRaw(url, pattern string) func(ctx context.Context) (Runner, error) {
 			go func() {
 				for d := range reqs {
 					go func() { // handled concurrently, up to the prefetch, like Serve's workers
+						corr, _ := d.Headers["cloudEvents_correlationid"].(string)
+						id, headers := rabbitHeaders(source, corr)
 						dc, err := rch.PublishWithDeferredConfirmWithContext(bctx, "", d.ReplyTo, false, false,
-							amqp.Publishing{CorrelationId: d.MessageId, MessageId: d.MessageId, Body: d.Body, Timestamp: time.Now(), Headers: headers})
+							amqp.Publishing{CorrelationId: corr, MessageId: id, Body: d.Body, Timestamp: time.Now(), Headers: headers})
 						if err == nil {
 							_, _ = dc.WaitContext(bctx)
 						}
@@ -314,8 +336,10 @@ func rabbitRaw(url, pattern string) func(ctx context.Context) (Runner, error) {
 			r.run = func(ctx context.Context, n int) (Sample, error) {
 				return rrRun(ctx, n, conc, func(ctx context.Context, w int) error {
 					rq := rs[w]
+					corr := uuid.NewString()
+					id, headers := rabbitHeaders(source, corr)
 					dc, err := rq.ch.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, amqp.Publishing{
-						MessageId: strconv.Itoa(w), ReplyTo: "amq.rabbitmq.reply-to", Body: body,
+						MessageId: id, CorrelationId: corr, ReplyTo: "amq.rabbitmq.reply-to", Body: body,
 						DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Headers: headers,
 					})
 					if err != nil {

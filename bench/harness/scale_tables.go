@@ -376,7 +376,7 @@ func bodyCases(tr string, ep Endpoints) (sb, raw func(context.Context) (Runner, 
 	case "kafka":
 		return sbSetup(PubSub, open), kafkaRaw(ep.Kafka, PubSub), nil
 	case "sqs":
-		return sbSetupMode(PubSub, open, true), sqsRaw(ep.SQS, PubSub, true), nil
+		return sbSetupMode(PubSub, open, true), sqsRaw(ep.SQS, PubSub, true, true), nil
 	}
 	return nil, nil, fmt.Errorf("unknown transport %q", tr)
 }

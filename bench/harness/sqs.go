@@ -4,24 +4,34 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
 
 	_ "github.com/switchboard-go/switchboard/sqs" // registers sqs://
+	"github.com/switchboard-go/switchboard/transport"
 )
 
 // RawUnbatched is the raw SQS client without batch calls.
 const RawUnbatched = "raw-unbatched"
 
+// RawNoAttrs is the raw SQS client, batched, sending no message
+// attributes (the body only).
+const RawNoAttrs = "raw-noattrs"
+
 // SQSRegion is the region given to the emulator.
 const SQSRegion = "us-east-1"
 
 // SQS returns the SQS cases against an SQS endpoint (the fauxqs emulator):
-// every side sends to one standard queue and deletes what it handled.
+// every side sends to one standard queue and deletes what it handled
+// (Switchboard with fifo=false: the sqs:// default is FIFO queues).
 //
 //   - switchboard: messaging over the sqs adapter, Notify/Listen (a
 //     recipient's queue, the same SQS queue as raw; Publish/Subscribe
@@ -30,9 +40,13 @@ const SQSRegion = "us-east-1"
 //     (wait=1s), acks are DeleteMessageBatch. Request/reply: Serve/Request
 //     over a queue and an inbox queue.
 //   - raw: aws-sdk-go-v2 batched: SendMessageBatch of 10, ReceiveMessage
-//     of 10 (WaitTimeSeconds 1), DeleteMessageBatch; one poller.
-//   - raw-unbatched: SendMessage per message, ReceiveMessage of 10,
+//     of 10 (WaitTimeSeconds 1), DeleteMessageBatch; one poller. Each
+//     message carries the five String attributes Switchboard's do
+//     (ce-specversion, ce-id: a new UUID, ce-source, ce-type, ce-time),
+//     and the receiver asks for them (MessageAttributeNames All).
+//   - raw-unbatched: the same, with SendMessage per message and
 //     DeleteMessage per message.
+//   - raw-noattrs: raw without message attributes (the body only).
 //   - watermill: n/a (watermill-aws is not available from the module
 //     proxy here: 403).
 //
@@ -40,7 +54,7 @@ const SQSRegion = "us-east-1"
 func SQS(endpoint string, scale float64) []Case {
 	var cs []Case
 	ns := map[string]int{Publish: 2000, PubSub: 2000, Latency: 200, RRLatency: 200, RRThroughput: 1000}
-	u := "sqs://?region=" + SQSRegion + "&endpoint=" + url.QueryEscape(endpoint) + "&wait=1s"
+	u := "sqs://?region=" + SQSRegion + "&endpoint=" + url.QueryEscape(endpoint) + "&wait=1s&fifo=false"
 	for _, p := range Patterns {
 		n := max(int(float64(ns[p])*scale), 10)
 		cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Switchboard, N: n, Setup: sbSetupMode(p, openURL(u), true)})
@@ -50,16 +64,42 @@ func SQS(endpoint string, scale float64) []Case {
 		switch p {
 		case Publish, PubSub:
 			cs = append(cs,
-				Case{Transport: "sqs", Pattern: p, Impl: Raw, N: n, Setup: sqsRaw(endpoint, p, true)},
-				Case{Transport: "sqs", Pattern: p, Impl: RawUnbatched, N: n, Setup: sqsRaw(endpoint, p, false)})
+				Case{Transport: "sqs", Pattern: p, Impl: Raw, N: n, Setup: sqsRaw(endpoint, p, true, true)},
+				Case{Transport: "sqs", Pattern: p, Impl: RawNoAttrs, N: n, Setup: sqsRaw(endpoint, p, true, false)},
+				Case{Transport: "sqs", Pattern: p, Impl: RawUnbatched, N: n, Setup: sqsRaw(endpoint, p, false, true)})
 		case Latency:
-			cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Raw, N: n, Setup: sqsRaw(endpoint, p, true)})
+			cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Raw, N: n, Setup: sqsRaw(endpoint, p, true, true)})
 		}
 	}
 	return cs
 }
 
-func sqsRaw(endpoint, pattern string, batched bool) func(ctx context.Context) (Runner, error) {
+// sqsAttrs returns the message attributes Switchboard writes on a message
+// published without envelope fields (see package sqs's encode): the
+// CloudEvents required attributes and the time, with a new ID.
+func sqsAttrs(source string) map[string]sqstypes.MessageAttributeValue {
+	str := func(v string) sqstypes.MessageAttributeValue {
+		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	return map[string]sqstypes.MessageAttributeValue{
+		"ce-specversion": str("1.0"),
+		"ce-id":          str(uuid.NewString()),
+		"ce-source":      str(source),
+		"ce-type":        str(transport.DefaultType),
+		"ce-time":        str(time.Now().UTC().Format(time.RFC3339Nano)),
+	}
+}
+
+// benchSource is the CloudEvents source Switchboard's client writes here:
+// the executable's name (see messaging.WithSource).
+func benchSource() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Base(exe)
+	}
+	return transport.DefaultSource
+}
+
+func sqsRaw(endpoint, pattern string, batched, attrs bool) func(ctx context.Context) (Runner, error) {
 	return func(ctx context.Context) (Runner, error) {
 		c := sqs.NewFromConfig(aws.Config{
 			Region: SQSRegion, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
@@ -80,10 +120,21 @@ func sqsRaw(endpoint, pattern string, batched bool) func(ctx context.Context) (R
 			ids[i] = aws.String(strconv.Itoa(i))
 		}
 		sbody := aws.String(string(body))
+		source := benchSource()
+		attributes := func() map[string]sqstypes.MessageAttributeValue {
+			if !attrs {
+				return nil
+			}
+			return sqsAttrs(source)
+		}
+		var attrNames []string
+		if attrs {
+			attrNames = []string{"All"}
+		}
 		send := func(ctx context.Context, k int) error {
 			for i := 0; i < k; {
 				if !batched {
-					if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q, MessageBody: sbody}); err != nil {
+					if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q, MessageBody: sbody, MessageAttributes: attributes()}); err != nil {
 						return err
 					}
 					i++
@@ -91,7 +142,7 @@ func sqsRaw(endpoint, pattern string, batched bool) func(ctx context.Context) (R
 				}
 				entries := make([]sqstypes.SendMessageBatchRequestEntry, 0, 10)
 				for j := 0; j < 10 && i < k; j, i = j+1, i+1 {
-					entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: ids[j], MessageBody: sbody})
+					entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: ids[j], MessageBody: sbody, MessageAttributes: attributes()})
 				}
 				res, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: q, Entries: entries})
 				if err != nil {
@@ -109,7 +160,7 @@ func sqsRaw(endpoint, pattern string, batched bool) func(ctx context.Context) (R
 			go func() {
 				defer close(done)
 				for rctx.Err() == nil {
-					res, err := c.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{QueueUrl: q, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+					res, err := c.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{QueueUrl: q, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: attrNames})
 					if err != nil || len(res.Messages) == 0 {
 						continue
 					}
