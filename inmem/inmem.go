@@ -68,6 +68,7 @@ type Broker struct {
 	queues  map[string]*queue
 	inboxes map[string]*queue
 	nextID  atomic.Uint64
+	delays  delays // messages waiting for their due time (delay.go)
 }
 
 // NewBroker returns an empty broker.

@@ -36,7 +36,7 @@ func (c *Client) Serve(ctx context.Context, service string, h ReplyHandler, opts
 		return nil, invalid("nil handler")
 	}
 	q := requestQueue(service)
-	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, service, h), opts)
+	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, service, h), opts, false)
 }
 
 // Respond answers the requests published to topic with Gather, as a
@@ -52,7 +52,7 @@ func (c *Client) Respond(ctx context.Context, topic, group string, h ReplyHandle
 	if h == nil {
 		return nil, invalid("nil handler")
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, group, h), opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, group, h), opts, false)
 }
 
 // replying turns a ReplyHandler into a Handler that sends its reply,
@@ -172,6 +172,9 @@ func remoteError(service string, m *Message) *RemoteError {
 // ErrTimeout when the deadline passes; ctx.Err() when ctx is cancelled.
 // req is not modified.
 func (c *Client) Request(ctx context.Context, service string, req *Message) (*Message, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}
@@ -333,6 +336,9 @@ func (f *Future) deliver(m *Message) {
 // request. Many requests may be outstanding at once; each reply is matched
 // to its request by correlation ID.
 func (c *Client) RequestAsync(ctx context.Context, service string, req *Message, opts ...RequestOption) (*Future, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}
@@ -496,6 +502,9 @@ func (g *gatherer) deliver(m *Message) {
 // ctx.Err() when ctx was cancelled. Zero responders is not an error. The
 // Gathered is never nil, even when the request could not be sent.
 func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ...GatherOption) (*Gathered, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("topic", topic); err != nil {
 		return nil, err
 	}

@@ -62,8 +62,9 @@ type Subscription struct {
 	loopedMu sync.Mutex
 	looped   map[string]int
 
-	acks *acker
-	sm   subMetrics
+	acks  *acker
+	sm    subMetrics
+	sched *scheduler // forwards the due messages of the delay queue, or nil
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,7 +90,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	if err := validName("group", group); err != nil {
 		return nil, err
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), h, opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), h, opts, true)
 }
 
 // Listen consumes the notifications sent to recipient with Notify,
@@ -104,7 +105,7 @@ func (c *Client) Listen(ctx context.Context, recipient string, h Handler, opts .
 		// queue, envelope kept: no "<name>.dlq.dlq" (R94).
 		dlq = recipient
 	}
-	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, dlq, h, opts)
+	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, dlq, h, opts, !IsDeadLetterQueue(recipient))
 }
 
 // IsDeadLetterQueue reports whether name is a dead-letter queue's name, as
@@ -123,7 +124,9 @@ func DeadLetterQueue(topic, group string) string {
 	return topic + "." + group + ".dlq"
 }
 
-func (c *Client) subscribe(ctx context.Context, from transport.Address, group, source, dlq string, h Handler, opts []SubscribeOption) (*Subscription, error) {
+// subscribe opens a subscription; with delays, it also runs the scheduler
+// of from's delay queue where the transport may need one (delay.go).
+func (c *Client) subscribe(ctx context.Context, from transport.Address, group, source, dlq string, h Handler, opts []SubscribeOption, delays bool) (*Subscription, error) {
 	if h == nil {
 		return nil, invalid("nil handler")
 	}
@@ -172,6 +175,9 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 		s.acks.close()
 		ts.Close()
 		return nil, err
+	}
+	if delays && c.caps.MaxDelay < MaxDelay {
+		s.sched = c.startScheduler(from)
 	}
 	go s.run()
 	return s, nil
@@ -559,6 +565,9 @@ func (s *Subscription) Close() error {
 // returns the first call's result.
 func (s *Subscription) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
+		if s.sched != nil {
+			s.sched.stop()
+		}
 		s.draining.Store(true)
 		close(s.drainCh)
 		s.stopFetch()
