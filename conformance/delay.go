@@ -18,6 +18,7 @@ var delayCases = []testCase{
 	{"Delay", "OverMaximum", delayOverMaximum},
 	{"Delay", "MaximumAccepted", delayMaximumAccepted},
 	{"Delay", "SurvivesClientRestart", delaySurvivesClientRestart},
+	{"Delay", "GroupsAtDueTime", delayGroupsAtDueTime},
 	{"Delay", "KeyOrder", delayKeyOrder},
 	{"Delay", "RetryOnceDue", delayRetryOnceDue},
 	{"Delay", "DeadLetterOnceDue", delayDeadLetterOnceDue},
@@ -236,6 +237,25 @@ func delaySurvivesClientRestart(e *env) {
 			e.Errorf("%s: handed over %v before its due time", b, due.Sub(a.at))
 		}
 	}
+}
+
+// delayGroupsAtDueTime proves R119: a delayed message is published to the
+// topic when due, so that a group declared after the Publish but before
+// the due time receives it too.
+func delayGroupsAtDueTime(e *env) {
+	topic := e.name("t")
+	sub, late, pub := e.client(), e.client(), e.client()
+	c1, c2 := &clock{}, &clock{}
+	e.subscribe(sub, topic, "g1", c1.handle)
+	due := time.Now().Add(2 * caseDelay) // time for the second Subscribe
+	start := time.Now()
+	e.publish(pub, topic, delayed("k", "both", due))
+	e.subscribe(late, topic, "g2", c2.handle)
+	if !time.Now().Before(due) {
+		e.Fatalf("publishing and subscribing took %v, past the due time: cannot tell", time.Since(start))
+	}
+	checkOnTime(e, c1.await(e, "both"), due)
+	checkOnTime(e, c2.await(e, "both"), due)
 }
 
 // delayKeyOrder proves R121: a key's messages reach a group by due time,

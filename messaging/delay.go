@@ -202,7 +202,7 @@ type heldMsg struct {
 
 func (s *scheduler) run() {
 	defer close(s.done)
-	log := slog.Default().With("delay_queue", s.store.Name)
+	log := s.c.log.With("delay_queue", s.store.Name)
 	var ts transport.Subscription
 	for {
 		err := s.c.t.Declare(s.ctx, s.store)
@@ -288,7 +288,6 @@ func (s *scheduler) run() {
 					bad = append(bad, tm.AckID)
 					continue
 				}
-				log.Info("DEBUG held", "body", string(tm.Body), "count", tm.DeliveryCount)
 				heap.Push(&held, p)
 			}
 			if len(bad) > 0 {
@@ -344,7 +343,6 @@ func (s *scheduler) fire(ts transport.Subscription, held *heldHeap, log *slog.Lo
 			retry = append(retry, run...)
 			continue
 		}
-		log.Info("DEBUG forwarded", "n", len(run), "to", p.to.String(), "first", string(run[0].tm.Body))
 		s.ack(ts, ackIDs(run), log)
 	}
 	if len(cycle) > 0 {
