@@ -265,11 +265,15 @@ func delayKeyOrder(e *env) {
 	sub, pub := e.client(), e.client()
 	r := &recorder{}
 	e.subscribe(sub, topic, "g", r.handle)
-	base := time.Now().Add(caseDelay)
+	start := time.Now()
+	base := start.Add(2 * caseDelay) // time for the four publishes
 	e.publish(pub, topic, delayed("k", "d+2", base.Add(2*time.Second)))
 	e.publish(pub, topic, delayed("k", "d+0a", base))
 	e.publish(pub, topic, delayed("k", "d+1", base.Add(time.Second)), delayed("k", "d+0b", base))
 	e.publish(pub, topic, msg("k", "now"), delayed("k", "d+0c", base))
+	if !time.Now().Before(base) {
+		e.Fatalf("publishing took %v, past the due time: cannot tell", time.Since(start))
+	}
 	want := []string{"now", "d+0a", "d+0b", "d+0c", "d+1", "d+2"}
 	e.awaitBodies(r, want...)
 	checkFirstSeenOrder(e, r.all(), want)

@@ -88,9 +88,9 @@ func undelayed(req *Message) error {
 	return nil
 }
 
-// sendDelayed sends msgs, some of which are due later: those the
-// transport delays natively go to it with the others, in order; the rest
-// go to the delay queue of to.
+// sendDelayed sends msgs, some of which are due later: those due now and
+// those the transport delays natively go to it first, in order; the rest
+// then go to the delay queue of to.
 func (c *Client) sendDelayed(ctx context.Context, to transport.Address, msgs []*transport.Message, now time.Time) error {
 	direct := make([]*transport.Message, 0, len(msgs))
 	var stored []*transport.Message
@@ -105,26 +105,26 @@ func (c *Client) sendDelayed(ctx context.Context, to transport.Address, msgs []*
 		}
 		stored = append(stored, st)
 	}
-	if len(stored) > 0 {
-		store := transport.Queue(DelayQueue(to.Name))
-		if err := c.declareQueue(ctx, store.Name); err != nil {
-			return err
-		}
-		err := c.transmit(ctx, sendOp(to), store, stored)
-		if errors.Is(err, transport.ErrNotFound) {
-			c.declared.Delete(store.Name)
-			if err = c.declareQueue(ctx, store.Name); err == nil {
-				err = c.transmit(ctx, sendOp(to), store, stored)
-			}
-		}
-		if err != nil {
+	if len(direct) > 0 {
+		if err := c.transmit(ctx, sendOp(to), to, direct); err != nil {
 			return err
 		}
 	}
-	if len(direct) == 0 {
+	if len(stored) == 0 {
 		return nil
 	}
-	return c.transmit(ctx, sendOp(to), to, direct)
+	store := transport.Queue(DelayQueue(to.Name))
+	if err := c.declareQueue(ctx, store.Name); err != nil {
+		return err
+	}
+	err := c.transmit(ctx, sendOp(to), store, stored)
+	if errors.Is(err, transport.ErrNotFound) {
+		c.declared.Delete(store.Name)
+		if err = c.declareQueue(ctx, store.Name); err == nil {
+			err = c.transmit(ctx, sendOp(to), store, stored)
+		}
+	}
+	return err
 }
 
 // toDelayQueue returns the message to put in to's delay queue for tm. Its
@@ -183,12 +183,6 @@ func (c *Client) startScheduler(target transport.Address) *scheduler {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.run()
 	return s
-}
-
-// stop stops the scheduler and releases what it holds.
-func (s *scheduler) stop() {
-	s.cancel()
-	<-s.done
 }
 
 // heldMsg is one message a scheduler holds.
