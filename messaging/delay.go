@@ -29,14 +29,15 @@ const (
 	hdrDelayKey  = "sb-delay-key"  // in a delay queue: the message's Key
 )
 
+// delayHold is the longest a scheduler holds a message of a delay queue
+// unacknowledged: one due later is sent to the delay queue again after
+// this long. It stays well under RabbitMQ's consumer_timeout (30 min by
+// default), SQS's 12 h visibility maximum, and bounds how long a held
+// message pins Kafka's commits. A variable for tests only.
+var delayHold = 10 * time.Minute
+
 // Tuning of the delay queue scheduler (see scheduler).
 const (
-	// delayHold is the longest a scheduler holds a message of a delay
-	// queue unacknowledged: one due later is sent to the delay queue
-	// again after this long. It stays well under RabbitMQ's
-	// consumer_timeout (30 min by default), SQS's 12 h visibility
-	// maximum, and bounds how long a held message pins Kafka's commits.
-	delayHold = 10 * time.Minute
 	// delayCapacity is how many messages one scheduler holds at once.
 	delayCapacity = 256
 	// delayRetry is how long a scheduler waits before trying a failed
