@@ -210,8 +210,12 @@ func delayMaximumAccepted(e *env) {
 func delaySurvivesClientRestart(e *env) {
 	topic, rcpt := e.name("t"), e.name("r")
 	first := e.client()
-	s1 := e.subscribe(first, topic, "g", func(context.Context, *messaging.Message) error { return nil })
-	l1 := e.listen(first, rcpt, func(context.Context, *messaging.Message) error { return nil })
+	// Should the due time pass while the first consumers close (a slow
+	// broker), they hold what they get unacknowledged until their drain
+	// deadline, and release it to the next consumer.
+	hold := func(ctx context.Context, _ *messaging.Message) error { <-ctx.Done(); return ctx.Err() }
+	s1 := e.subscribe(first, topic, "g", hold)
+	l1 := e.listen(first, rcpt, hold)
 	pub := e.client()
 	due := time.Now().Add(caseDelay)
 	e.publish(pub, topic, delayed("k", "pub", due))
