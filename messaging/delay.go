@@ -202,7 +202,7 @@ func (s *scheduler) run() {
 	for {
 		err := s.c.t.Declare(s.ctx, s.store)
 		if err == nil {
-			ts, err = s.c.t.Subscribe(s.ctx, s.store, "", transport.SubscribeOptions{MaxInFlight: delayCapacity})
+			ts, err = s.c.t.Subscribe(s.ctx, s.store, "", transport.SubscribeOptions{MaxInFlight: delayCapacity, LowVolume: true})
 		}
 		if err == nil {
 			break

@@ -169,6 +169,11 @@ type SubscribeOptions struct {
 	// once for this subscription. Adapters use it to size prefetch (QoS),
 	// fetch batches and receive concurrency. It is at least 1.
 	MaxInFlight int
+	// LowVolume hints that few messages flow through the subscription
+	// (package messaging's delay queues): an adapter that polls with
+	// several concurrent receives (SQS FIFO) polls with one. It changes
+	// nothing else; MaxInFlight still bounds what is held.
+	LowVolume bool
 }
 
 // Transport is an open connection to a broker. It is the contract an
