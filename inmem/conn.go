@@ -52,8 +52,23 @@ func (c *conn) Send(ctx context.Context, to transport.Address, msgs []*transport
 	for i, m := range msgs {
 		copies[i] = ownCopy(m)
 	}
-	closed := c.done()
-	b := c.b
+	if to.Kind != transport.KindReply {
+		if now, later := c.b.delays.split(copies); len(later) > 0 {
+			if err := c.b.delays.add(c.b, to, later); err != nil {
+				return err
+			}
+			copies = now
+		}
+	}
+	return c.b.deliver(ctx, c.done(), to, copies)
+}
+
+// deliver appends msgs, the broker's own copies, to the queues of to: every
+// group of a topic, a queue, or a reply inbox.
+func (b *Broker) deliver(ctx context.Context, closed <-chan struct{}, to transport.Address, copies []transport.Message) error {
+	if len(copies) == 0 {
+		return nil
+	}
 	switch to.Kind {
 	case transport.KindTopic:
 		b.mu.Lock()
@@ -205,6 +220,7 @@ func (c *conn) Capabilities() transport.Capabilities {
 		MaxMessageSize: c.b.maxSize,
 		OrderedByKey:   true,
 		DeliveryCount:  true,
+		MaxDelay:       MaxDelay,
 	}
 }
 

@@ -69,6 +69,7 @@ type Broker struct {
 	inboxes map[string]*queue
 	pushes  map[string]func(*transport.Message) // push inboxes (pushinbox.go), made on first use
 	nextID  atomic.Uint64
+	delays  delays // messages waiting for their due time (delay.go)
 }
 
 // NewBroker returns an empty broker.

@@ -131,7 +131,7 @@ func (c *Client) SubscribeBatch(ctx context.Context, topic, group string, h Batc
 	if err != nil {
 		return nil, err
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), batchOnly, opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), batchOnly, opts, true)
 }
 
 // ListenBatch consumes the notifications sent to recipient, as Listen

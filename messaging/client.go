@@ -205,12 +205,20 @@ func (c *Client) send(ctx context.Context, to transport.Address, msgs []*Message
 	b := getBatch(len(msgs))
 	defer putBatch(b)
 	now := time.Now()
+	delayed := false
 	for i, m := range msgs {
 		if err := c.prepareInto(&b.store[i], m, now); err != nil {
 			return err
 		}
+		delayed = delayed || !b.store[i].DeliverAt.IsZero()
 	}
-	if err := c.transmit(ctx, sendOp(to), to, b.ptrs); err != nil {
+	var err error
+	if delayed {
+		err = c.sendDelayed(ctx, to, b.ptrs, now)
+	} else {
+		err = c.transmit(ctx, sendOp(to), to, b.ptrs)
+	}
+	if err != nil {
 		return wrapOp(err, "send to", to.String(), to.Name)
 	}
 	return nil

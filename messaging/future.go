@@ -106,6 +106,9 @@ func (f *Future) deliver(m *Message) {
 // request. Many requests may be outstanding at once; each reply is matched
 // to its request by correlation ID.
 func (c *Client) RequestAsync(ctx context.Context, service string, req *Message, opts ...RequestOption) (*Future, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}

@@ -93,6 +93,9 @@ func (g *gatherer) deliver(m *Message) {
 // ctx.Err() when ctx was cancelled. Zero responders is not an error. The
 // Gathered is never nil, even when the request could not be sent.
 func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ...GatherOption) (*Gathered, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("topic", topic); err != nil {
 		return nil, err
 	}

@@ -57,6 +57,25 @@ type Message struct {
 	CorrelationID string
 	// ReplyTo is the address replies go to. Set by Request and Gather.
 	ReplyTo string
+	// DeliverAt, when in the future, delays the message: Publish and
+	// Notify accept it at once, and no handler receives it before this
+	// time (R114); it is handed over promptly once due (R116). Zero, or a
+	// time not after the send, means now (R117). At most MaxDelay (7 days)
+	// ahead, or the send fails with an error matching ErrInvalid (R115).
+	// Request, RequestAsync, Gather and replies refuse a future DeliverAt
+	// with ErrInvalid. A delayed message's Key orders it among the
+	// key's other messages by due time, then publish order (R121).
+	//
+	// On a received message it is the due time the message was published
+	// with, or zero when it was not delayed.
+	//
+	// Where the transport has no native delay as long
+	// (transport.Capabilities.MaxDelay: Kafka, RabbitMQ and SQS have
+	// none, the in-memory broker has 7 days), the message waits in the
+	// durable queue DelayQueue(topic or recipient) and the clients that
+	// consume the topic or recipient (Subscribe, Listen) forward it when
+	// due, so that a client that only publishes may exit at once (R118).
+	DeliverAt time.Time
 
 	// Topic is, on a received message, where it was received from, as
 	// the subscription named it: not only a topic (Subscribe, Respond)
@@ -122,6 +141,7 @@ const (
 	hdrErrorCode = "sb-error-code" // responder error code on a reply
 	hdrResponder = "sb-responder"  // group (Respond) or service (Serve) of a reply
 	hdrDLQ       = "sb-dlq-"       // prefix of the failure envelope headers
+	// delay headers: delay.go
 )
 
 // Limits on names and headers, the same on every transport.
@@ -163,6 +183,9 @@ func (c *Client) prepare(m *Message, now time.Time) (*transport.Message, error) 
 	if err := c.prepareInto(tm, m, now); err != nil {
 		return nil, err
 	}
+	if !tm.DeliverAt.IsZero() {
+		return nil, invalid("message %s: DeliverAt is in the future: requests and replies cannot be delayed", tm.ID)
+	}
 	return tm, nil
 }
 
@@ -190,6 +213,10 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 	if size > MaxHeadersSize {
 		return errorf(ErrMessageTooLarge, "headers are %d bytes; the limit is %d", size, MaxHeadersSize)
 	}
+	due, err := checkDelay(m, now)
+	if err != nil {
+		return err
+	}
 	*tm = transport.Message{
 		ID:            m.ID,
 		Key:           m.Key,
@@ -211,6 +238,10 @@ func (c *Client) prepareInto(tm *transport.Message, m *Message, now time.Time) e
 	}
 	if tm.Time.IsZero() {
 		tm.Time = now
+	}
+	if !due.IsZero() {
+		tm.DeliverAt = due
+		tm.Headers = withHeader(tm.Headers, hdrDeliverAt, formatDue(due))
 	}
 	return c.checkSize(tm)
 }
@@ -249,6 +280,7 @@ func fromTransport(tm *transport.Message, topic string) *Message {
 		CorrelationID: tm.CorrelationID,
 		ReplyTo:       tm.ReplyTo,
 		Topic:         topic,
+		DeliverAt:     parseDue(reserved[hdrDeliverAt]),
 		asFunc:        tm.AsFunc,
 	}
 }

@@ -19,6 +19,9 @@ import (
 // ErrTimeout when the deadline passes; ctx.Err() when ctx is cancelled.
 // req is not modified.
 func (c *Client) Request(ctx context.Context, service string, req *Message) (*Message, error) {
+	if err := undelayed(req); err != nil {
+		return nil, err
+	}
 	if err := validName("service", service); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func (c *Client) Serve(ctx context.Context, service string, h ReplyHandler, opts
 		return nil, invalid("nil handler")
 	}
 	q := requestQueue(service)
-	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, service, h), opts)
+	return c.subscribe(ctx, transport.Queue(q), "", service, DeadLetterQueue(q, ""), c.replying(service, service, h), opts, false)
 }
 
 // Respond answers the requests published to topic with Gather, as a
@@ -47,7 +47,7 @@ func (c *Client) Respond(ctx context.Context, topic, group string, h ReplyHandle
 	if h == nil {
 		return nil, invalid("nil handler")
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, group, h), opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), c.replying(topic, group, h), opts, false)
 }
 
 // replying turns a ReplyHandler into a Handler that sends its reply,

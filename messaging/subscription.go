@@ -65,8 +65,9 @@ type Subscription struct {
 	loopedMu sync.Mutex
 	looped   map[string]int
 
-	acks *acker
-	sm   subMetrics
+	acks  *acker
+	sm    subMetrics
+	sched *scheduler // forwards the due messages of the delay queue, or nil
 
 	batch *batcher // of SubscribeBatch and ListenBatch, else nil (batch_collect.go)
 
@@ -94,7 +95,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	if err := validName("group", group); err != nil {
 		return nil, err
 	}
-	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), h, opts)
+	return c.subscribe(ctx, transport.Topic(topic), group, topic, DeadLetterQueue(topic, group), h, opts, true)
 }
 
 // Listen consumes the notifications sent to recipient with Notify,
@@ -109,7 +110,7 @@ func (c *Client) Listen(ctx context.Context, recipient string, h Handler, opts .
 		// queue, envelope kept: no "<name>.dlq.dlq" (R94).
 		dlq = recipient
 	}
-	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, dlq, h, opts)
+	return c.subscribe(ctx, transport.Queue(recipient), "", recipient, dlq, h, opts, !IsDeadLetterQueue(recipient))
 }
 
 // IsDeadLetterQueue reports whether name is a dead-letter queue's name, as
@@ -128,7 +129,9 @@ func DeadLetterQueue(topic, group string) string {
 	return topic + "." + group + ".dlq"
 }
 
-func (c *Client) subscribe(ctx context.Context, from transport.Address, group, source, dlq string, h Handler, opts []SubscribeOption) (*Subscription, error) {
+// subscribe opens a subscription; with delays, it also runs the scheduler
+// of from's delay queue where the transport may need one (delay.go).
+func (c *Client) subscribe(ctx context.Context, from transport.Address, group, source, dlq string, h Handler, opts []SubscribeOption, delays bool) (*Subscription, error) {
 	if h == nil {
 		return nil, invalid("nil handler")
 	}
@@ -174,7 +177,14 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	s.handlerCtx, s.hardStop = context.WithCancel(context.WithValue(context.Background(), drainingKey{}, s.drainCh))
 	s.acks = newAcker(ts, s.log)
 	s.sm = c.tel.forSubscription(source, group)
+	if delays && c.caps.MaxDelay < MaxDelay {
+		s.sched = c.startScheduler(from)
+	}
 	if err := c.addSub(s); err != nil {
+		if s.sched != nil {
+			s.sched.cancel()
+			<-s.sched.done
+		}
 		s.acks.close()
 		ts.Close()
 		return nil, err
@@ -659,6 +669,9 @@ func (s *Subscription) Close() error {
 func (s *Subscription) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.draining.Store(true)
+		if s.sched != nil {
+			s.sched.cancel() // stops it in the background; awaited below
+		}
 		close(s.drainCh)
 		s.stopFetch()
 		select {
@@ -684,6 +697,9 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.hardStop()
+		if s.sched != nil {
+			<-s.sched.done // what it held is released
+		}
 		s.acks.close()
 		if err := s.ts.Close(); err != nil && !errors.Is(err, ErrClosed) && s.closeErr == nil {
 			s.closeErr = wrapOp(err, "close subscription to", s.source, s.source)

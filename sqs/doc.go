@@ -153,7 +153,9 @@
 // the queue's order: concurrent polls could hand out a later batch
 // first. In FIFO mode ceil(MaxInFlight/10) receivers (at most 10) poll
 // concurrently: the service itself never hands out a message of a group
-// while an earlier one is in flight. The receivers option overrides both.
+// while an earlier one is in flight; a subscription marked
+// SubscribeOptions.LowVolume (package messaging's delay queues) gets one.
+// The receivers option overrides all of these.
 //
 // Visibility: messages are received with the visibility timeout given by
 // the visibility parameter; while a message is held (buffered or being

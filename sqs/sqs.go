@@ -689,7 +689,7 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	receivers := t.opts.Receivers
 	if receivers == 0 {
 		receivers = 1
-		if t.opts.FIFO {
+		if t.opts.FIFO && !opts.LowVolume {
 			receivers = min((opts.MaxInFlight+maxBatch-1)/maxBatch, 10)
 		}
 	}

@@ -123,6 +123,15 @@ type Message struct {
 	// broker drops it), so that an expired request does not stay queued;
 	// the others ignore it. It is not carried to the receiver.
 	Expires time.Time
+	// DeliverAt, when not zero, is the message's due time: the adapter
+	// must not deliver it to any consumer before then (Capabilities.MaxDelay
+	// says how far ahead an adapter accepts it). Package messaging sets
+	// it only in the future and at most Capabilities.MaxDelay ahead; a
+	// later due time it emulates with a delay queue (see
+	// messaging.Message.DeliverAt), and it never sets it on a message
+	// to a KindReply address. It is not carried to the receiver (package
+	// messaging carries the due time in a reserved header).
+	DeliverAt time.Time
 
 	// The fields below are set by the adapter on received messages only.
 
@@ -160,6 +169,11 @@ type SubscribeOptions struct {
 	// once for this subscription. Adapters use it to size prefetch (QoS),
 	// fetch batches and receive concurrency. It is at least 1.
 	MaxInFlight int
+	// LowVolume hints that few messages flow through the subscription
+	// (package messaging's delay queues): an adapter that polls with
+	// several concurrent receives (SQS FIFO) polls with one. It changes
+	// nothing else; MaxInFlight still bounds what is held.
+	LowVolume bool
 }
 
 // Transport is an open connection to a broker. It is the contract an
@@ -312,6 +326,12 @@ type Capabilities struct {
 	// NativeReplyTo reports that the broker has a native reply
 	// mechanism (RabbitMQ's direct reply-to).
 	NativeReplyTo bool
+	// MaxDelay is the longest delay (Message.DeliverAt minus the time of
+	// Send) the adapter delivers natively, to topics and queues; zero
+	// means none. Package messaging sends a message due further ahead to
+	// a delay queue that the consuming clients' schedulers forward when
+	// due (see SEMANTICS.md, R114–R124).
+	MaxDelay time.Duration
 }
 
 // Errors that adapters mark their errors with (wrap them with %w) and that

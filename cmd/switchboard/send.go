@@ -18,11 +18,15 @@ func init() {
 the file given with --file, or stdin. A group receives the messages
 published after it was first declared (by subscribe --group): subscribe
 once before publishing. Prints the ID of each message sent, one a line.
+
+--delay D delays the message: no consumer gets it before D from now (at
+most 168h, 7 days). The command exits once the broker holds the message:
+the consumers of TOPIC deliver it when it is due.
 `
 	commandDetails["notify"] = `Sends a notification to RECIPIENT's queue, held until the recipient
 consumes it with listen, even if it never listened before. The body is
 BODY, the file given with --file, or stdin. Prints the ID of each message
-sent, one a line.
+sent, one a line. --delay D delays it, as for publish.
 `
 }
 
@@ -62,6 +66,7 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 	mf.register(fs)
 	count := fs.Int("count", 1, "send `N` copies of the message, each with its own ID")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`, connecting included (exit 3)")
+	delay := fs.Duration("delay", 0, "deliver no earlier than this `duration` from now, e.g. 10m (at most 168h)")
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) == 0 {
 			return usagef("missing %s", what)
@@ -75,6 +80,9 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 		if *timeout <= 0 {
 			return usagef("--timeout %s: must be positive", *timeout)
 		}
+		if *delay < 0 || *delay > messaging.MaxDelay {
+			return usagef("--delay %s: must be from 0 to %s (7 days)", *delay, messaging.MaxDelay)
+		}
 		to := args[0]
 		proto, err := mf.build(e, g, args[1:])
 		if err != nil {
@@ -87,12 +95,17 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 		if err != nil {
 			return err
 		}
+		var due time.Time
+		if *delay > 0 {
+			due = time.Now().Add(*delay)
+		}
 		sent := 0
 		for sent < *count {
 			n := min(sendBatch, *count-sent)
 			msgs := make([]*messaging.Message, n)
 			for i := range msgs {
 				m := *proto
+				m.DeliverAt = due
 				if m.ID == "" {
 					// IDs are chosen here so they can be printed: Publish
 					// does not return the IDs it generates.

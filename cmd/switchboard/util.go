@@ -180,13 +180,15 @@ type printer struct {
 
 // jsonMessage is the JSON form of a message: one object per line.
 type jsonMessage struct {
-	ID            string     `json:"id"`
-	Topic         string     `json:"topic,omitempty"`
-	Key           string     `json:"key,omitempty"`
-	Type          string     `json:"type,omitempty"`
-	Version       string     `json:"version,omitempty"`
-	ContentType   string     `json:"content_type,omitempty"`
-	Time          *time.Time `json:"time,omitempty"`
+	ID          string     `json:"id"`
+	Topic       string     `json:"topic,omitempty"`
+	Key         string     `json:"key,omitempty"`
+	Type        string     `json:"type,omitempty"`
+	Version     string     `json:"version,omitempty"`
+	ContentType string     `json:"content_type,omitempty"`
+	Time        *time.Time `json:"time,omitempty"`
+	// DeliverAt is the due time of a delayed message (publish --delay).
+	DeliverAt     *time.Time `json:"deliver_at,omitempty"`
 	CorrelationID string     `json:"correlation_id,omitempty"`
 	ReplyTo       string     `json:"reply_to,omitempty"`
 	// Responder is who sent a reply: the group of a respond, the service
@@ -221,6 +223,10 @@ func toJSON(m *messaging.Message, dl *messaging.DeadLetter) jsonMessage {
 	if !m.Time.IsZero() {
 		t := m.Time
 		j.Time = &t
+	}
+	if !m.DeliverAt.IsZero() {
+		t := m.DeliverAt
+		j.DeliverAt = &t
 	}
 	if utf8.Valid(m.Body) {
 		s := string(m.Body)
@@ -266,6 +272,9 @@ func (p *printer) print(m *messaging.Message, dl *messaging.DeadLetter) error {
 	field("content-type", m.ContentType)
 	if !m.Time.IsZero() {
 		field("time", m.Time.Format(time.RFC3339Nano))
+	}
+	if !m.DeliverAt.IsZero() {
+		field("deliver-at", m.DeliverAt.Format(time.RFC3339Nano))
 	}
 	field("correlation-id", m.CorrelationID)
 	field("responder", m.Responder)
