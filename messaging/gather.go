@@ -91,23 +91,24 @@ func (g *gatherer) deliver(m *Message) {
 // wanted count arrived, or when no count was wanted and the deadline
 // passed; ErrTimeout when a wanted count did not arrive in time;
 // ctx.Err() when ctx was cancelled. Zero responders is not an error. The
-// Gathered is never nil, even when the request could not be sent.
+// Gathered is never nil, even when the request was invalid (ErrInvalid) or
+// could not be sent.
 func (c *Client) Gather(ctx context.Context, topic string, req *Message, opts ...GatherOption) (*Gathered, error) {
 	if err := undelayed(req); err != nil {
-		return nil, err
+		return &Gathered{}, err
 	}
 	if err := validName("topic", topic); err != nil {
-		return nil, err
+		return &Gathered{}, err
 	}
 	o := gatherOptions{timeout: c.o.requestTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.want < 0 {
-		return nil, invalid("WantReplies(%d): the count must not be negative", o.want)
+		return &Gathered{}, invalid("WantReplies(%d): the count must not be negative", o.want)
 	}
 	if o.timeout <= 0 {
-		return nil, invalid("GatherTimeout(%s): the timeout must be positive", o.timeout)
+		return &Gathered{}, invalid("GatherTimeout(%s): the timeout must be positive", o.timeout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
