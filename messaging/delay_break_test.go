@@ -398,6 +398,41 @@ func TestDelayBreak(t *testing.T) {
 		})
 	})
 
+	// In-memory native delays (inmem/delay.go): one broker-wide timer
+	// delivers due messages one delivery at a time, with no context. A
+	// delayed message to a queue that is full (max_queue_length, nobody
+	// listening) blocks that delivery forever, and with it every other
+	// delayed message of the broker: here a topic's message due 300ms
+	// later, whose subscriber is idle, is never handed over. The blocked
+	// timer goroutine also outlives Client.Close (goleak).
+	t.Run("InmemFullQueueBlocksAllDelays", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := messaging.Open(ctx, "mem://?max_queue_length=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Notify(ctx, "full", &messaging.Message{Body: []byte("fills the queue")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Notify(ctx, "full", &messaging.Message{Body: []byte("due to a full queue"), DeliverAt: time.Now().Add(100 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		rec := newRecorder()
+		sub, err := c.Subscribe(ctx, "other", "g", rec.handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		if err := c.Publish(ctx, "other", &messaging.Message{Body: []byte("other"), DeliverAt: time.Now().Add(300 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rec.waitFor(10*time.Second, contains("other")); !ok {
+			t.Fatal("a delayed message to topic other, whose subscriber is idle, not handed over in 10s: the broker's delay timer is stuck delivering to the full queue \"full\"")
+		}
+	})
+
 	// Bad due times: past, zero, far past, beyond MaxDelay, far future
 	// (no overflow), requests.
 	t.Run("DueTimeInputs", func(t *testing.T) {
