@@ -10,6 +10,7 @@ package messaging_test
 //	go test -count=1 -race -run 'TestDelayBreak/LongDelaysDoNotBlockShort/kafka' ./messaging
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -17,8 +18,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -498,4 +502,84 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+const (
+	delayChildEnv   = "SWITCHBOARD_DELAY_BREAK_CHILD_URL"
+	delayChildTopic = "SWITCHBOARD_DELAY_BREAK_CHILD_TOPIC"
+)
+
+// TestDelayBreakChild is the consumer process of
+// TestDelayBreakConsumerKilled; it does nothing unless started by it.
+func TestDelayBreakChild(t *testing.T) {
+	url := os.Getenv(delayChildEnv)
+	if url == "" {
+		return
+	}
+	ctx := context.Background()
+	c, err := messaging.Open(ctx, url)
+	if err != nil {
+		fmt.Println("open error", err)
+		os.Exit(3)
+	}
+	if _, err := c.Subscribe(ctx, os.Getenv(delayChildTopic), "g", func(context.Context, *messaging.Message) error {
+		return nil
+	}); err != nil {
+		fmt.Println("subscribe error", err)
+		os.Exit(3)
+	}
+	fmt.Println("ready")
+	time.Sleep(time.Minute)
+	os.Exit(0)
+}
+
+// TestDelayBreakConsumerKilled: the only consumer of a topic (with its
+// delay-queue scheduler holding the delayed messages) is killed with
+// SIGKILL before they are due; the next consumer gets every one of them
+// (R118: nothing lost when a client stops).
+//
+//	go test -count=1 -race -run 'TestDelayBreakConsumerKilled' ./messaging
+func TestDelayBreakConsumerKilled(t *testing.T) {
+	eachBreakTransport(t, true, func(t *testing.T, url string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		topic := brkName("kill")
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDelayBreakChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), delayChildEnv+"="+url, delayChildTopic+"="+topic)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && sc.Text() != "ready" {
+		}
+		prod := brkOpen(t, ctx, url)
+		due := time.Now().Add(4 * time.Second)
+		var msgs []*messaging.Message
+		for i := range 20 {
+			msgs = append(msgs, &messaging.Message{Body: fmt.Appendf(nil, "%03d", i), DeliverAt: due})
+		}
+		if err := prod.Publish(ctx, topic, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // the child's scheduler receives and holds them (a scenario step)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		rec := newRecorder()
+		sub, err := prod.Subscribe(ctx, topic, "g", rec.handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		if got, ok := rec.waitFor(90*time.Second, atLeast(20)); !ok {
+			t.Fatalf("after the consumer holding 20 delayed messages was killed, the next consumer got %d: %q", len(dedupe(got)), dedupe(got))
+		}
+	})
 }
