@@ -437,6 +437,48 @@ func TestDelayBreak(t *testing.T) {
 		}
 	})
 
+	// R121 with delayed and undelayed messages of one key mixed in one
+	// Publish: by due time, then publish order.
+	t.Run("KeyOrderMixed", func(t *testing.T) {
+		eachBreakTransport(t, false, func(t *testing.T, url string) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c := brkOpen(t, ctx, url)
+			topic := brkName("mixed")
+			rec := newRecorder()
+			sub, err := c.Subscribe(ctx, topic, "g", rec.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			now := time.Now()
+			at := func(d time.Duration) time.Time {
+				if d == 0 {
+					return time.Time{}
+				}
+				return now.Add(d)
+			}
+			plan := []struct {
+				body string
+				d    time.Duration
+			}{{"e", 3 * time.Second}, {"a", 0}, {"c", 1500 * time.Millisecond}, {"b", -time.Hour}, {"d", 1500 * time.Millisecond}, {"f", 3 * time.Second}}
+			var msgs []*messaging.Message
+			for _, p := range plan {
+				msgs = append(msgs, &messaging.Message{Key: "k", Body: []byte(p.body), DeliverAt: at(p.d)})
+			}
+			if err := c.Publish(ctx, topic, msgs...); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := rec.waitFor(45*time.Second, atLeast(len(plan)))
+			if !ok {
+				t.Fatalf("got %q", got)
+			}
+			if g := strings.Join(dedupe(got), ""); g != "abcdef" {
+				t.Errorf("key k handed over as %q; by due time then publish order it is \"abcdef\"", g)
+			}
+		})
+	})
+
 	// Bad due times: past, zero, far past, beyond MaxDelay, far future
 	// (no overflow), requests.
 	t.Run("DueTimeInputs", func(t *testing.T) {
