@@ -479,6 +479,39 @@ func TestDelayBreak(t *testing.T) {
 		})
 	})
 
+	// A delayed Notify to a recipient nobody declared nor listens to,
+	// from a producer that exits at once; the recipient listens later
+	// (after the due time) and gets it (R118).
+	t.Run("NotifyUndeclaredProducerGone", func(t *testing.T) {
+		eachBreakTransport(t, true, func(t *testing.T, url string) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rcpt := brkName("rcpt")
+			prod, err := messaging.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			due := time.Now().Add(500 * time.Millisecond)
+			if err := prod.Notify(ctx, rcpt, &messaging.Message{Body: []byte("later"), DeliverAt: due}); err != nil {
+				t.Fatal(err)
+			}
+			if err := prod.Close(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Until(due) + 500*time.Millisecond) // a clock: the message is past due before anyone listens
+			c := brkOpen(t, ctx, url)
+			rec := newRecorder()
+			sub, err := c.Listen(ctx, rcpt, rec.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			if got, ok := rec.waitFor(30*time.Second, contains("later")); !ok {
+				t.Fatalf("got %q", got)
+			}
+		})
+	})
+
 	// Bad due times: past, zero, far past, beyond MaxDelay, far future
 	// (no overflow), requests.
 	t.Run("DueTimeInputs", func(t *testing.T) {
