@@ -283,7 +283,7 @@ func TestDelayBreak(t *testing.T) {
 	})
 
 	// R121 with two replicas of one consumer group (two schedulers on one
-	// delay queue): 20 keys × 10 messages, all due at the same instant,
+	// delay queue): 20 keys × 30 messages, all due at the same instant,
 	// published in order: each key's messages must arrive in publish
 	// order.
 	t.Run("KeyOrderTwoReplicas", func(t *testing.T) {
@@ -301,7 +301,7 @@ func TestDelayBreak(t *testing.T) {
 				defer sub.Close()
 			}
 			prod := brkOpen(t, ctx, url)
-			const keys, per = 20, 10
+			const keys, per = 20, 30 // 600: more than one scheduler holds (256), so that both hold some
 			due := time.Now().Add(3 * time.Second)
 			var msgs []*messaging.Message
 			for i := range per {
