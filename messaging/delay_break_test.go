@@ -512,6 +512,39 @@ func TestDelayBreak(t *testing.T) {
 		})
 	})
 
+	// Operational side effect (design concern, low): every Subscribe and
+	// Listen runs a scheduler that declares a durable queue
+	// "<topic>.sb-delay" and consumes it, even for a topic that never
+	// gets a delayed message: one more queue per topic on SQS (queue
+	// quota, creation latency) and RabbitMQ, one more consumer group
+	// member per subscription on Kafka. Expected: no delay queue until a
+	// delayed message is published.
+	t.Run("SubscribeDeclaresDelayQueueUnasked", func(t *testing.T) {
+		eachBreakTransport(t, true, func(t *testing.T, url string) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c := brkOpen(t, ctx, url)
+			topic := brkName("plain")
+			rec := newRecorder()
+			sub, err := c.Subscribe(ctx, topic, "g", rec.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Publish(ctx, topic, &messaging.Message{Body: []byte("plain")}); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := rec.waitFor(30*time.Second, contains("plain")); !ok {
+				t.Fatal("not received")
+			}
+			if err := sub.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Admin().Inspect(ctx, messaging.DelayQueue(topic), ""); !errors.Is(err, messaging.ErrNotFound) {
+				t.Errorf("Inspect(%s) = %v; a subscription that never saw a delayed message left a durable delay queue behind", messaging.DelayQueue(topic), err)
+			}
+		})
+	})
+
 	// Bad due times: past, zero, far past, beyond MaxDelay, far future
 	// (no overflow), requests.
 	t.Run("DueTimeInputs", func(t *testing.T) {
