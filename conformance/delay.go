@@ -18,6 +18,7 @@ var delayCases = []testCase{
 	{"Delay", "OverMaximum", delayOverMaximum},
 	{"Delay", "MaximumAccepted", delayMaximumAccepted},
 	{"Delay", "SurvivesClientRestart", delaySurvivesClientRestart},
+	{"Delay", "GroupsAtDueTime", delayGroupsAtDueTime},
 	{"Delay", "KeyOrder", delayKeyOrder},
 	{"Delay", "RetryOnceDue", delayRetryOnceDue},
 	{"Delay", "DeadLetterOnceDue", delayDeadLetterOnceDue},
@@ -209,8 +210,12 @@ func delayMaximumAccepted(e *env) {
 func delaySurvivesClientRestart(e *env) {
 	topic, rcpt := e.name("t"), e.name("r")
 	first := e.client()
-	s1 := e.subscribe(first, topic, "g", func(context.Context, *messaging.Message) error { return nil })
-	l1 := e.listen(first, rcpt, func(context.Context, *messaging.Message) error { return nil })
+	// Should the due time pass while the first consumers close (a slow
+	// broker), they hold what they get unacknowledged until their drain
+	// deadline, and release it to the next consumer.
+	hold := func(ctx context.Context, _ *messaging.Message) error { <-ctx.Done(); return ctx.Err() }
+	s1 := e.subscribe(first, topic, "g", hold)
+	l1 := e.listen(first, rcpt, hold)
 	pub := e.client()
 	due := time.Now().Add(caseDelay)
 	e.publish(pub, topic, delayed("k", "pub", due))
@@ -238,6 +243,25 @@ func delaySurvivesClientRestart(e *env) {
 	}
 }
 
+// delayGroupsAtDueTime proves R119: a delayed message is published to the
+// topic when due, so that a group declared after the Publish but before
+// the due time receives it too.
+func delayGroupsAtDueTime(e *env) {
+	topic := e.name("t")
+	sub, late, pub := e.client(), e.client(), e.client()
+	c1, c2 := &clock{}, &clock{}
+	e.subscribe(sub, topic, "g1", c1.handle)
+	due := time.Now().Add(2 * caseDelay) // time for the second Subscribe
+	start := time.Now()
+	e.publish(pub, topic, delayed("k", "both", due))
+	e.subscribe(late, topic, "g2", c2.handle)
+	if !time.Now().Before(due) {
+		e.Fatalf("publishing and subscribing took %v, past the due time: cannot tell", time.Since(start))
+	}
+	checkOnTime(e, c1.await(e, "both"), due)
+	checkOnTime(e, c2.await(e, "both"), due)
+}
+
 // delayKeyOrder proves R121: a key's messages reach a group by due time,
 // then publish order; a message without delay is due at its publish time.
 func delayKeyOrder(e *env) {
@@ -245,11 +269,15 @@ func delayKeyOrder(e *env) {
 	sub, pub := e.client(), e.client()
 	r := &recorder{}
 	e.subscribe(sub, topic, "g", r.handle)
-	base := time.Now().Add(caseDelay)
+	start := time.Now()
+	base := start.Add(2 * caseDelay) // time for the four publishes
 	e.publish(pub, topic, delayed("k", "d+2", base.Add(2*time.Second)))
 	e.publish(pub, topic, delayed("k", "d+0a", base))
 	e.publish(pub, topic, delayed("k", "d+1", base.Add(time.Second)), delayed("k", "d+0b", base))
 	e.publish(pub, topic, msg("k", "now"), delayed("k", "d+0c", base))
+	if !time.Now().Before(base) {
+		e.Fatalf("publishing took %v, past the due time: cannot tell", time.Since(start))
+	}
 	want := []string{"now", "d+0a", "d+0b", "d+0c", "d+1", "d+2"}
 	e.awaitBodies(r, want...)
 	checkFirstSeenOrder(e, r.all(), want)

@@ -29,14 +29,15 @@ const (
 	hdrDelayKey  = "sb-delay-key"  // in a delay queue: the message's Key
 )
 
+// delayHold is the longest a scheduler holds a message of a delay queue
+// unacknowledged: one due later is sent to the delay queue again after
+// this long. It stays well under RabbitMQ's consumer_timeout (30 min by
+// default), SQS's 12 h visibility maximum, and bounds how long a held
+// message pins Kafka's commits. A variable for tests only.
+var delayHold = 10 * time.Minute
+
 // Tuning of the delay queue scheduler (see scheduler).
 const (
-	// delayHold is the longest a scheduler holds a message of a delay
-	// queue unacknowledged: one due later is sent to the delay queue
-	// again after this long. It stays well under RabbitMQ's
-	// consumer_timeout (30 min by default), SQS's 12 h visibility
-	// maximum, and bounds how long a held message pins Kafka's commits.
-	delayHold = 10 * time.Minute
 	// delayCapacity is how many messages one scheduler holds at once.
 	delayCapacity = 256
 	// delayRetry is how long a scheduler waits before trying a failed
@@ -88,9 +89,9 @@ func undelayed(req *Message) error {
 	return nil
 }
 
-// sendDelayed sends msgs, some of which are due later: those the
-// transport delays natively go to it with the others, in order; the rest
-// go to the delay queue of to.
+// sendDelayed sends msgs, some of which are due later: those due now and
+// those the transport delays natively go to it first, in order; the rest
+// then go to the delay queue of to.
 func (c *Client) sendDelayed(ctx context.Context, to transport.Address, msgs []*transport.Message, now time.Time) error {
 	direct := make([]*transport.Message, 0, len(msgs))
 	var stored []*transport.Message
@@ -105,26 +106,26 @@ func (c *Client) sendDelayed(ctx context.Context, to transport.Address, msgs []*
 		}
 		stored = append(stored, st)
 	}
-	if len(stored) > 0 {
-		store := transport.Queue(DelayQueue(to.Name))
-		if err := c.declareQueue(ctx, store.Name); err != nil {
-			return err
-		}
-		err := c.transmit(ctx, sendOp(to), store, stored)
-		if errors.Is(err, transport.ErrNotFound) {
-			c.declared.Delete(store.Name)
-			if err = c.declareQueue(ctx, store.Name); err == nil {
-				err = c.transmit(ctx, sendOp(to), store, stored)
-			}
-		}
-		if err != nil {
+	if len(direct) > 0 {
+		if err := c.transmit(ctx, sendOp(to), to, direct); err != nil {
 			return err
 		}
 	}
-	if len(direct) == 0 {
+	if len(stored) == 0 {
 		return nil
 	}
-	return c.transmit(ctx, sendOp(to), to, direct)
+	store := transport.Queue(DelayQueue(to.Name))
+	if err := c.declareQueue(ctx, store.Name); err != nil {
+		return err
+	}
+	err := c.transmit(ctx, sendOp(to), store, stored)
+	if errors.Is(err, transport.ErrNotFound) {
+		c.declared.Delete(store.Name)
+		if err = c.declareQueue(ctx, store.Name); err == nil {
+			err = c.transmit(ctx, sendOp(to), store, stored)
+		}
+	}
+	return err
 }
 
 // toDelayQueue returns the message to put in to's delay queue for tm. Its
@@ -185,12 +186,6 @@ func (c *Client) startScheduler(target transport.Address) *scheduler {
 	return s
 }
 
-// stop stops the scheduler and releases what it holds.
-func (s *scheduler) stop() {
-	s.cancel()
-	<-s.done
-}
-
 // heldMsg is one message a scheduler holds.
 type heldMsg struct {
 	tm     *transport.Message
@@ -202,7 +197,7 @@ type heldMsg struct {
 
 func (s *scheduler) run() {
 	defer close(s.done)
-	log := slog.Default().With("delay_queue", s.store.Name)
+	log := s.c.log.With("delay_queue", s.store.Name)
 	var ts transport.Subscription
 	for {
 		err := s.c.t.Declare(s.ctx, s.store)
@@ -288,7 +283,6 @@ func (s *scheduler) run() {
 					bad = append(bad, tm.AckID)
 					continue
 				}
-				log.Info("DEBUG held", "body", string(tm.Body), "count", tm.DeliveryCount)
 				heap.Push(&held, p)
 			}
 			if len(bad) > 0 {
@@ -344,7 +338,6 @@ func (s *scheduler) fire(ts transport.Subscription, held *heldHeap, log *slog.Lo
 			retry = append(retry, run...)
 			continue
 		}
-		log.Info("DEBUG forwarded", "n", len(run), "to", p.to.String(), "first", string(run[0].tm.Body))
 		s.ack(ts, ackIDs(run), log)
 	}
 	if len(cycle) > 0 {

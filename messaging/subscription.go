@@ -171,13 +171,17 @@ func (c *Client) subscribe(ctx context.Context, from transport.Address, group, s
 	s.handlerCtx, s.hardStop = context.WithCancel(context.WithValue(context.Background(), drainingKey{}, s.drainCh))
 	s.acks = newAcker(ts, s.log)
 	s.sm = c.tel.forSubscription(source, group)
+	if delays && c.caps.MaxDelay < MaxDelay {
+		s.sched = c.startScheduler(from)
+	}
 	if err := c.addSub(s); err != nil {
+		if s.sched != nil {
+			s.sched.cancel()
+			<-s.sched.done
+		}
 		s.acks.close()
 		ts.Close()
 		return nil, err
-	}
-	if delays && c.caps.MaxDelay < MaxDelay {
-		s.sched = c.startScheduler(from)
 	}
 	go s.run()
 	return s, nil
@@ -565,10 +569,10 @@ func (s *Subscription) Close() error {
 // returns the first call's result.
 func (s *Subscription) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
-		if s.sched != nil {
-			s.sched.stop()
-		}
 		s.draining.Store(true)
+		if s.sched != nil {
+			s.sched.cancel() // stops it in the background; awaited below
+		}
 		close(s.drainCh)
 		s.stopFetch()
 		<-s.loopDone
@@ -591,6 +595,9 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.hardStop()
+		if s.sched != nil {
+			<-s.sched.done // what it held is released
+		}
 		s.acks.close()
 		if err := s.ts.Close(); err != nil && !errors.Is(err, ErrClosed) && s.closeErr == nil {
 			s.closeErr = wrapOp(err, "close subscription to", s.source, s.source)

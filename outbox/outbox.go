@@ -82,7 +82,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -418,10 +420,18 @@ func (ob *Outbox) encode(m *messaging.Message, now time.Time) ([]any, error) {
 			return nil, fmt.Errorf("%w: message %s: %s is not valid UTF-8 without NUL bytes", messaging.ErrInvalid, c.ID, name)
 		}
 	}
+	hs := c.Headers
+	if c.DeliverAt.After(now) {
+		// A delayed message keeps its due time in the reserved header
+		// the relay turns back into DeliverAt (no column for it).
+		hs = make(map[string]string, len(c.Headers)+1)
+		maps.Copy(hs, c.Headers)
+		hs[hdrDeliverAt] = strconv.FormatInt(c.DeliverAt.UnixNano(), 10)
+	}
 	headers := []byte("{}")
-	if len(c.Headers) > 0 {
+	if len(hs) > 0 {
 		var err error
-		if headers, err = json.Marshal(c.Headers); err != nil {
+		if headers, err = json.Marshal(hs); err != nil {
 			return nil, fmt.Errorf("%w: headers: %w", messaging.ErrInvalid, err)
 		}
 	}

@@ -18,6 +18,10 @@ import (
 // maxLocksPerRound bounds the keys a relay tries to own in one round.
 const maxLocksPerRound = 256
 
+// hdrDeliverAt carries a delayed message's Message.DeliverAt (Unix
+// nanoseconds) in its row's headers, from Publish or Notify to the relay.
+const hdrDeliverAt = "sb-deliver-at"
+
 // rowColumns are the columns a relay reads, in scan order.
 const rowColumns = "seq, kind, destination, msg_id, msg_key, headers, body, content_type, msg_type, msg_version, msg_time, correlation_id, reply_to, attempts"
 
@@ -39,6 +43,14 @@ func (r *row) message() (*messaging.Message, error) {
 	if r.headers != "" && r.headers != "{}" {
 		if err := json.Unmarshal([]byte(r.headers), &m.Headers); err != nil {
 			return nil, fmt.Errorf("%w: row %d: headers: %w", messaging.ErrInvalid, r.seq, err)
+		}
+		if v, ok := m.Headers[hdrDeliverAt]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: row %d: %s %q: %w", messaging.ErrInvalid, r.seq, hdrDeliverAt, v, err)
+			}
+			m.DeliverAt = time.Unix(0, n) // the client delays it if still due later
+			delete(m.Headers, hdrDeliverAt)
 		}
 	}
 	return m, nil

@@ -35,7 +35,25 @@ const (
 	RRLatency = "rr-latency"
 	// RRThroughput: request/reply with RRConcurrency requesters at once.
 	RRThroughput = "rr-throughput"
+	// Delay: delayed delivery accuracy, Switchboard only (no raw client
+	// has portable delays): n messages published at once, due
+	// DelayAhead to DelayAhead+DelaySpread later, spread evenly; the
+	// latency of each is its lateness, handler entry minus
+	// Message.DeliverAt. Not in Patterns: see DelayCase.
+	Delay = "delay"
 )
+
+// Delay scenario parameters.
+const (
+	DelayAhead  = time.Second
+	DelaySpread = time.Second
+)
+
+// DelayCase returns the delay-accuracy case of a transport, whose
+// Switchboard client open opens.
+func DelayCase(transport string, n int, open opener) Case {
+	return Case{Transport: transport, Pattern: Delay, Impl: Switchboard, N: n, Setup: sbSetup(Delay, open)}
+}
 
 // Patterns lists every pattern in report order.
 var Patterns = []string{Publish, PubSub, Latency, RRLatency, RRThroughput}

@@ -39,6 +39,7 @@ func InMem(scale float64) []Case {
 			cs = append(cs, Case{Transport: "inmem", Pattern: p, Impl: Watermill, N: n, Setup: gochannelSetup(p)})
 		}
 	}
+	cs = append(cs, DelayCase("inmem", max(int(2000*scale), 10), openMem))
 	return cs
 }
 

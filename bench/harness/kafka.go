@@ -57,6 +57,7 @@ func Kafka(brokers []string, scale float64) []Case {
 			)
 		}
 	}
+	cs = append(cs, DelayCase("kafka", max(int(500*scale), 10), openURL(url)))
 	return cs
 }
 

@@ -63,6 +63,7 @@ func RabbitMQ(url string, scale float64) ([]Case, func()) {
 			cs = append(cs, Case{Transport: "rabbitmq", Pattern: p, Impl: Watermill, N: n, Setup: watermillAMQP(url, p)})
 		}
 	}
+	cs = append(cs, DelayCase("rabbitmq", max(int(500*scale), 10), openRabbit(url)))
 	return cs, func() {}
 }
 

@@ -130,10 +130,10 @@ func (rp *Report) Markdown(w io.Writer) {
 				ratio(rp.ratios(tr, p, Switchboard, RawUnbatched, tput)),
 				med1(vals(m[key{tr, p, Switchboard}], allocs)), med1(vals(o, allocs)))
 		}
-		fmt.Fprintf(w, "\nLatency, ms (lower is better): one message at a time (latency: publish call → handler; rr-latency: request round trip).\n\n")
+		fmt.Fprintf(w, "\nLatency, ms (lower is better): one message at a time (latency: publish call → handler; rr-latency: request round trip; delay: lateness of delayed messages, handler entry − DeliverAt, Switchboard only).\n\n")
 		fmt.Fprintf(w, "| pattern | sb p50 | raw p50 | wm p50 | sb p99 | raw p99 | wm p99 | p50 sb / raw | p50 sb / wm | allocs/msg sb · raw · wm |\n")
 		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, p := range []string{Latency, RRLatency} {
+		for _, p := range []string{Latency, RRLatency, Delay} {
 			sb, raw, wm := m[key{tr, p, Switchboard}], m[key{tr, p, Raw}], m[key{tr, p, Watermill}]
 			if len(sb)+len(raw)+len(wm) == 0 {
 				continue

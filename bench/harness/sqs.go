@@ -53,6 +53,7 @@ func SQS(endpoint string, scale float64) []Case {
 			cs = append(cs, Case{Transport: "sqs", Pattern: p, Impl: Raw, N: n, Setup: sqsRaw(endpoint, p, true)})
 		}
 	}
+	cs = append(cs, DelayCase("sqs", max(int(200*scale), 10), openURL(u)))
 	return cs
 }
 

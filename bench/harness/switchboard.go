@@ -3,7 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-go/switchboard/messaging"
 )
@@ -110,6 +113,44 @@ func sbSetupMode(pattern string, open opener, queue bool) func(ctx context.Conte
 					_, err := c.Request(ctx, topic, msgs[0])
 					return err
 				})
+			}
+		case Delay:
+			var mu sync.Mutex
+			var late []time.Duration
+			cnt := newCounter()
+			if _, err := subscribe(func(_ context.Context, m *messaging.Message) error {
+				d := time.Since(m.DeliverAt)
+				mu.Lock()
+				late = append(late, d)
+				mu.Unlock()
+				cnt.hit()
+				return nil
+			}); err != nil {
+				return fail(err)
+			}
+			r.run = func(ctx context.Context, n int) (Sample, error) {
+				mu.Lock()
+				late = late[:0]
+				mu.Unlock()
+				done := cnt.arm(n)
+				start := now()
+				ms := make([]*messaging.Message, n)
+				for i := range ms {
+					ms[i] = &messaging.Message{Body: body, DeliverAt: start.Add(DelayAhead + DelaySpread*time.Duration(i)/time.Duration(n))}
+				}
+				if err := batches(ctx, n, func(ctx context.Context, k int) error {
+					err := publish(ctx, ms[:k]...)
+					ms = ms[k:]
+					return err
+				}); err != nil {
+					return Sample{}, err
+				}
+				if err := waitDone(ctx, done, cnt); err != nil {
+					return Sample{}, err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				return Sample{N: n, Elapsed: since(start), Lat: slices.Clone(late)}, nil
 			}
 		default:
 			return fail(fmt.Errorf("unknown pattern %q", pattern))
