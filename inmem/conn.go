@@ -17,6 +17,7 @@ type conn struct {
 	mu       sync.Mutex
 	closed   bool
 	closedCh chan struct{} // closed by Close
+	owned    bool          // the broker is this conn's own (mem://): Close stops its delays
 	subs     map[*subscription]struct{}
 	inboxes  map[*inbox]struct{}
 }
@@ -246,6 +247,9 @@ func (c *conn) Close() error {
 	c.subs, c.inboxes = nil, nil
 	c.mu.Unlock()
 	close(c.closedCh)
+	if c.owned {
+		c.b.delays.stop()
+	}
 	for s := range subs {
 		s.Close()
 	}

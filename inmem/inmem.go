@@ -128,7 +128,9 @@ func openURL(_ context.Context, u *url.URL) (transport.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.Transport(), nil
+	c := b.Transport().(*conn)
+	c.owned = true
+	return c, nil
 }
 
 // entry is one message held by one group or queue.
@@ -271,6 +273,26 @@ func (q *queue) push(ctx context.Context, closed <-chan struct{}, msgs []transpo
 	}
 	q.broadcast()
 	return nil
+}
+
+// tryPush appends a copy of m unless the queue is full, and reports
+// whether it did; a deleted queue drops m (reported as done). m's Body and
+// Headers must already be the broker's own.
+func (q *queue) tryPush(m transport.Message) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	select {
+	case <-q.deleted:
+		return true
+	default:
+	}
+	if q.len() >= q.max {
+		return false
+	}
+	q.seq++
+	q.ready = append(q.ready, &entry{msg: m, seq: q.seq})
+	q.broadcast()
+	return true
 }
 
 // requeue puts released entries back at the front, in their original

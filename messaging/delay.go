@@ -43,6 +43,15 @@ const (
 	// delayRetry is how long a scheduler waits before trying a failed
 	// forward, or a failed subscription to its delay queue, again.
 	delayRetry = time.Second
+	// delayEvictEvery, delayEvictMax and delayEvictHorizon make room in a
+	// full hold, so that messages due soon never wait behind messages due
+	// later (R116): while the scheduler holds delayCapacity messages, it
+	// sends up to delayEvictMax of those due latest, and more than
+	// delayEvictHorizon ahead, back to the delay queue once per
+	// delayEvictEvery, and receives as many others in their place.
+	delayEvictEvery   = time.Second
+	delayEvictMax     = delayCapacity / 2
+	delayEvictHorizon = time.Minute
 )
 
 // DelayQueue returns the name of the queue that holds, on a transport
@@ -254,6 +263,7 @@ func (s *scheduler) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	asking := false
+	var nextEvict time.Time // when a full hold may be thinned next
 	for {
 		if !asking && len(held) < delayCapacity {
 			select {
@@ -264,7 +274,16 @@ func (s *scheduler) run() {
 			}
 		}
 		if len(held) > 0 {
-			timer.Reset(time.Until(held[0].fireAt))
+			at := held[0].fireAt
+			if len(held) >= delayCapacity {
+				if nextEvict.IsZero() {
+					nextEvict = time.Now().Add(delayEvictEvery)
+				}
+				if nextEvict.Before(at) {
+					at = nextEvict
+				}
+			}
+			timer.Reset(time.Until(at))
 		} else {
 			timer.Stop()
 		}
@@ -293,7 +312,60 @@ func (s *scheduler) run() {
 			return
 		}
 		s.fire(ts, &held, log)
+		if len(held) < delayCapacity {
+			nextEvict = time.Time{}
+		} else if now := time.Now(); !nextEvict.IsZero() && !now.Before(nextEvict) {
+			s.evict(ts, &held, now, log)
+			nextEvict = now.Add(delayEvictEvery)
+		}
 	}
+}
+
+// evict sends up to delayEvictMax of the held messages due latest, and
+// more than delayEvictHorizon from now, back to the delay queue, so that
+// the scheduler receives the messages behind them (R116: a full hold of
+// long delays never keeps a short one waiting in the queue).
+func (s *scheduler) evict(ts transport.Subscription, held *heldHeap, now time.Time, log *slog.Logger) {
+	byDue := slices.Clone(*held)
+	slices.SortFunc(byDue, func(a, b *heldMsg) int { return b.due.Compare(a.due) })
+	var out []*heldMsg
+	for _, p := range byDue {
+		if len(out) == delayEvictMax || !p.due.After(now.Add(delayEvictHorizon)) {
+			break
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return
+	}
+	gone := make(map[*heldMsg]bool, len(out))
+	for _, p := range out {
+		gone[p] = true
+	}
+	*held = slices.DeleteFunc(*held, func(p *heldMsg) bool { return gone[p] })
+	heap.Init(held)
+	for _, p := range s.requeue(ts, out, log) {
+		p.fireAt = now.Add(delayRetry)
+		heap.Push(held, p)
+	}
+}
+
+// requeue sends ps back to the delay queue and acknowledges them; it
+// returns them when the send failed (they stay held).
+func (s *scheduler) requeue(ts transport.Subscription, ps []*heldMsg, log *slog.Logger) []*heldMsg {
+	msgs := make([]*transport.Message, len(ps))
+	for i, p := range ps {
+		msgs[i] = storeCopy(p.tm)
+	}
+	if err := s.c.t.Send(s.ctx, s.store, msgs); err != nil {
+		if s.ctx.Err() != nil {
+			return nil // released by Close
+		}
+		log.Warn("switchboard: delayed messages not sent back to the delay queue; trying again", "error", err)
+		return ps
+	}
+	s.ack(ts, ackIDs(ps), log)
+	return nil
 }
 
 // fire forwards the held messages that are due and cycles those held for
@@ -341,19 +413,10 @@ func (s *scheduler) fire(ts transport.Subscription, held *heldHeap, log *slog.Lo
 		s.ack(ts, ackIDs(run), log)
 	}
 	if len(cycle) > 0 {
-		msgs := make([]*transport.Message, len(cycle))
-		for i, p := range cycle {
-			msgs[i] = storeCopy(p.tm)
+		if s.ctx.Err() != nil {
+			return
 		}
-		if err := s.c.t.Send(s.ctx, s.store, msgs); err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			log.Warn("switchboard: delayed messages not sent back to the delay queue; trying again", "error", err)
-			retry = append(retry, cycle...)
-		} else {
-			s.ack(ts, ackIDs(cycle), log)
-		}
+		retry = append(retry, s.requeue(ts, cycle, log)...)
 	}
 	for _, p := range retry {
 		p.fireAt = now.Add(delayRetry)

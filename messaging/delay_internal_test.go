@@ -158,3 +158,52 @@ func TestDelayEmulatedKeyOrderAndRestart(t *testing.T) {
 		t.Errorf("order %v, want a b c (due time, then publish order)", order)
 	}
 }
+
+// TestDelaySchedulerThinsFullHold (D1, R116): behind more delayed
+// messages due in an hour than a scheduler holds (delayCapacity), a
+// message due in 300 ms is still forwarded: the full hold sends its
+// messages due latest back to the delay queue and receives the others,
+// and nothing due in the hour is forwarded early.
+func TestDelaySchedulerThinsFullHold(t *testing.T) {
+	b, err := inmem.NewBroker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &emulating{Transport: b.Transport(), stored: map[string]int{}}
+	c, err := New(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	got := make(chan string, 16)
+	if _, err := c.Subscribe(ctx, "t", "g", func(_ context.Context, m *Message) error {
+		got <- string(m.Body)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const far = 2*delayCapacity + delayEvictMax // three rounds of thinning
+	later := time.Now().Add(time.Hour)
+	msgs := make([]*Message, far)
+	for i := range msgs {
+		msgs[i] = &Message{Body: []byte("far"), DeliverAt: later}
+	}
+	if err := c.Publish(ctx, "t", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, "t", &Message{Body: []byte("near"), DeliverAt: time.Now().Add(300 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-got:
+		if body != "near" {
+			t.Fatalf("got %q first; a message due in an hour was forwarded early", body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message due in 300 ms never arrived behind a full hold of messages due in an hour")
+	}
+	if n := tr.sends("far"); n <= far {
+		t.Errorf("%d sends of the far messages to the delay queue; want more than the %d publishes (the full hold sends some back)", n, far)
+	}
+}

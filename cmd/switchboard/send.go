@@ -19,8 +19,9 @@ the file given with --file, or stdin. A group receives the messages
 published after it was first declared (by subscribe --group): subscribe
 once before publishing. Prints the ID of each message sent, one a line.
 
---delay D delays the message: no consumer gets it before D from now (at
-most 168h, 7 days). The command exits once the broker holds the message:
+--delay D delays the message: no consumer gets it before D from now. D is
+a Go duration (10m, 24h) or days (1d, 7d, 1d12h; a day is 24h), at most
+168h (7 days). The command exits once the broker holds the message:
 the consumers of TOPIC deliver it when it is due.
 `
 	commandDetails["notify"] = `Sends a notification to RECIPIENT's queue, held until the recipient
@@ -66,7 +67,9 @@ func sendSetup(fs *flag.FlagSet, g *global, what string,
 	mf.register(fs)
 	count := fs.Int("count", 1, "send `N` copies of the message, each with its own ID")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `duration`, connecting included (exit 3)")
-	delay := fs.Duration("delay", 0, "deliver no earlier than this `duration` from now, e.g. 10m (at most 168h)")
+	var delayV delayFlag
+	fs.Var(&delayV, "delay", "deliver no earlier than this `duration` from now: a Go duration (10m, 24h) or days (1d, 7d); at most 168h")
+	delay := (*time.Duration)(&delayV)
 	return func(ctx context.Context, e *env, args []string) error {
 		if len(args) == 0 {
 			return usagef("missing %s", what)
