@@ -99,7 +99,7 @@ func TestRouterUpgradesAndDeadLettersBadMessages(t *testing.T) {
 	want := []string{"no route for type", "no upgrade from version", "undecodable", "no codec for content type", "upgrade order.created from v1"}
 	for i := range bad {
 		dl := <-dead
-		if dl.Attempts != 1 || !dl.Permanent || !strings.Contains(dl.LastError, want[i]) {
+		if dl.LastAttempt != 1 || !dl.Permanent || !strings.Contains(dl.LastError, want[i]) {
 			t.Errorf("dead letter %d: %+v; want reason containing %q", i, dl, want[i])
 		}
 	}

@@ -271,9 +271,9 @@ func adminListenDLQ(e *env) {
 			e.Errorf("call %d: ParseDeadLetter: %v", i+1, err)
 			continue
 		}
-		if dl.Topic != topic || dl.Group != g || dl.LastError != "poison" || string(dl.Original.Body) != "bad" {
+		if dl.ReceivedFrom != topic || dl.Group != g || dl.LastError != "poison" || string(dl.Original.Body) != "bad" {
 			e.Errorf("call %d: envelope topic %q group %q error %q body %q; want the original failure (%q, %q, poison, bad)",
-				i+1, dl.Topic, dl.Group, dl.LastError, dl.Original.Body, topic, g)
+				i+1, dl.ReceivedFrom, dl.Group, dl.LastError, dl.Original.Body, topic, g)
 		}
 	}
 	_, err := adm.Inspect(e.ctx, messaging.DeadLetterQueue(dlq, ""), "")

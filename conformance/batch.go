@@ -348,13 +348,13 @@ func batchDeadLetterPerMessage(e *env) {
 	}), messaging.WithBatchSize(3), messaging.WithBatchWait(time.Minute), messaging.WithMaxAttempts(3))
 	e.publish(c, topic, ownKeys([]string{"x", "y", "z"})...)
 	y := dls.await(e, "y")
-	if y.Attempts != 3 || !strings.Contains(y.LastError, "y broke") || y.Permanent || y.Topic != topic || y.Group != group {
+	if y.LastAttempt != 3 || !strings.Contains(y.LastError, "y broke") || y.Permanent || y.ReceivedFrom != topic || y.Group != group {
 		e.Errorf("dead letter of y: attempts %d, error %q, permanent %v, topic %q, group %q; want 3, \"y broke\", false, %q, %q",
-			y.Attempts, y.LastError, y.Permanent, y.Topic, y.Group, topic, group)
+			y.LastAttempt, y.LastError, y.Permanent, y.ReceivedFrom, y.Group, topic, group)
 	}
 	z := dls.await(e, "z")
-	if z.Attempts != 1 || !z.Permanent || !strings.Contains(z.LastError, "z is malformed") {
-		e.Errorf("dead letter of z: attempts %d, permanent %v, error %q; want 1, true, \"z is malformed\"", z.Attempts, z.Permanent, z.LastError)
+	if z.LastAttempt != 1 || !z.Permanent || !strings.Contains(z.LastError, "z is malformed") {
+		e.Errorf("dead letter of z: attempts %d, permanent %v, error %q; want 1, true, \"z is malformed\"", z.LastAttempt, z.Permanent, z.LastError)
 	}
 	e.awaitAcked(l, "x")
 	var yAttempts []int
@@ -546,8 +546,8 @@ func batchCrashLoop(e *env) {
 	e.publish(pub, topic, msg("c", "c"))
 	for _, b := range []string{"a", "b"} {
 		dl := dls.await(e, b)
-		if dl.Attempts != 1 || !strings.Contains(dl.LastError, "MaxAttempts") {
-			e.Errorf("dead letter of %s: attempts %d, error %q; want 1 and a crash loop", b, dl.Attempts, dl.LastError)
+		if dl.LastAttempt != 1 || !strings.Contains(dl.LastError, "MaxAttempts") {
+			e.Errorf("dead letter of %s: attempts %d, error %q; want 1 and a crash loop", b, dl.LastAttempt, dl.LastError)
 		}
 	}
 	e.awaitAcked(l2, "c")

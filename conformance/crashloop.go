@@ -69,8 +69,8 @@ func crashLoopOverMaxAttempts(e *env) {
 	// at least the MaxAttempts that reached a handler, more when the
 	// broker also delivered the message to a member that was already
 	// cut off (at-least-once: its delivery is counted, no handler ran).
-	if dl.Attempts < maxAttempts {
-		e.Errorf("dead letter says %d attempts, want at least %d (the deliveries that reached a handler)", dl.Attempts, maxAttempts)
+	if dl.LastAttempt < maxAttempts {
+		e.Errorf("dead letter says %d attempts, want at least %d (the deliveries that reached a handler)", dl.LastAttempt, maxAttempts)
 	}
 	if dl.LastError == "" {
 		e.Errorf("dead letter of a crash loop has no error text")
@@ -133,8 +133,8 @@ func crashLoopDeadLetterShrunkToFit(e *env) {
 	if !slices.Contains(dl.Truncated, wantCut) {
 		e.Errorf("dead letter Truncated = %v, want it to list %q", dl.Truncated, wantCut)
 	}
-	if !dl.Permanent || dl.Attempts != 1 {
-		e.Errorf("envelope: permanent %v, attempts %d; want true, 1", dl.Permanent, dl.Attempts)
+	if !dl.Permanent || dl.LastAttempt != 1 {
+		e.Errorf("envelope: permanent %v, attempts %d; want true, 1", dl.Permanent, dl.LastAttempt)
 	}
 	if !strings.HasPrefix(longErr, dl.LastError) || dl.LastError == "" {
 		e.Errorf("the error text was not cut from its end: %d bytes", len(dl.LastError))

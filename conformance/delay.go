@@ -332,8 +332,8 @@ func delayDeadLetterOnceDue(e *env) {
 	due := time.Now().Add(caseDelay)
 	e.publish(pub, topic, delayed("k", "poison", due))
 	d := dl.await(e, "poison")
-	if d.Attempts != FastRetry.MaxAttempts {
-		e.Errorf("dead letter after %d attempts, want %d", d.Attempts, FastRetry.MaxAttempts)
+	if d.LastAttempt != FastRetry.MaxAttempts {
+		e.Errorf("dead letter after %d attempts, want %d", d.LastAttempt, FastRetry.MaxAttempts)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -101,11 +101,11 @@ func deliveryDeadLetterAfterN(e *env) {
 	e.publish(c, topic, orig)
 	dl := dls.await(e, "poison")
 	end := time.Now()
-	if dl.Topic != topic || dl.Group != group {
-		e.Errorf("envelope topic %q group %q, want %q %q", dl.Topic, dl.Group, topic, group)
+	if dl.ReceivedFrom != topic || dl.Group != group {
+		e.Errorf("envelope topic %q group %q, want %q %q", dl.ReceivedFrom, dl.Group, topic, group)
 	}
-	if dl.Attempts != n {
-		e.Errorf("envelope attempts %d, want %d", dl.Attempts, n)
+	if dl.LastAttempt != n {
+		e.Errorf("envelope attempts %d, want %d", dl.LastAttempt, n)
 	}
 	if dl.LastError != fmt.Sprintf("failure %d", n) {
 		e.Errorf("envelope last error %q, want %q", dl.LastError, fmt.Sprintf("failure %d", n))
@@ -155,8 +155,8 @@ func deliveryPermanentError(e *env) {
 	})
 	e.publish(c, topic, msg("k", "bad"), msg("k", "marker"))
 	dl := dls.await(e, "bad")
-	if dl.Attempts != 1 || !dl.Permanent || dl.LastError != "cannot parse" {
-		e.Errorf("envelope attempts %d permanent %v error %q, want 1, true, %q", dl.Attempts, dl.Permanent, dl.LastError, "cannot parse")
+	if dl.LastAttempt != 1 || !dl.Permanent || dl.LastError != "cannot parse" {
+		e.Errorf("envelope attempts %d permanent %v error %q, want 1, true, %q", dl.LastAttempt, dl.Permanent, dl.LastError, "cannot parse")
 	}
 	e.waitUntil("the marker", &a.notifier, func() bool { return len(a.of("marker")) > 0 })
 	if got := a.of("bad"); !slices.Equal(got, []int{1}) {
@@ -221,8 +221,8 @@ func deliveryPoisonDoesNotBlock(e *env) {
 	msgs = append(msgs, msg("A", "A2"))
 	e.publish(c, topic, msgs...)
 	dl := dls.await(e, "A1")
-	if dl.Attempts != 4 {
-		e.Errorf("A1 dead-lettered after %d attempts, want 4", dl.Attempts)
+	if dl.LastAttempt != 4 {
+		e.Errorf("A1 dead-lettered after %d attempts, want 4", dl.LastAttempt)
 	}
 	e.await("A2", a2Done)
 	pmu.Lock()
@@ -341,8 +341,8 @@ func deliveryPanicIsError(e *env) {
 	}, messaging.WithMaxAttempts(3))
 	e.publish(c, topic, msg("k1", "once"), msg("k2", "always"))
 	dl := dls.await(e, "always")
-	if dl.Attempts != 3 || !strings.Contains(dl.LastError, "handler boom") {
-		e.Errorf("envelope attempts %d error %q, want 3 and the panic", dl.Attempts, dl.LastError)
+	if dl.LastAttempt != 3 || !strings.Contains(dl.LastError, "handler boom") {
+		e.Errorf("envelope attempts %d error %q, want 3 and the panic", dl.LastAttempt, dl.LastError)
 	}
 	e.waitUntil("the retry of the message that panicked once", &a.notifier, func() bool { return slices.Contains(a.of("once"), 2) })
 }
@@ -357,7 +357,7 @@ func deliveryDeadLetterQueueOption(e *env) {
 		return messaging.Permanent(errors.New("nope"))
 	}, messaging.WithDeadLetterQueue(dlq))
 	e.publish(c, topic, msg("k", "x"))
-	if dl := dls.await(e, "x"); dl.Topic != topic || dl.Group != group {
+	if dl := dls.await(e, "x"); dl.ReceivedFrom != topic || dl.Group != group {
 		e.Errorf("envelope %+v", dl)
 	}
 }
@@ -372,7 +372,7 @@ func deliveryDeadLetterFromListen(e *env) {
 	e.listen(c, rcpt, func(context.Context, *messaging.Message) error { return errors.New("no") }, messaging.WithMaxAttempts(2))
 	e.notify(c, rcpt, msg("k", "x"))
 	dl := dls.await(e, "x")
-	if dl.Topic != rcpt || dl.Group != "" || dl.Attempts != 2 || dl.LastError != "no" {
+	if dl.ReceivedFrom != rcpt || dl.Group != "" || dl.LastAttempt != 2 || dl.LastError != "no" {
 		e.Errorf("envelope %+v", dl)
 	}
 }

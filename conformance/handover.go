@@ -54,8 +54,8 @@ func handoverGracefulDuringRetry(e *env) {
 	if got := a.of("m"); !slices.Equal(got, []int{1, 2, 3}) {
 		e.Errorf("attempts across the two members: %v, want [1 2 3] (a graceful release counts one delivery)", got)
 	}
-	if dl.Attempts != 3 {
-		e.Errorf("dead letter says %d attempts, want 3", dl.Attempts)
+	if dl.LastAttempt != 3 {
+		e.Errorf("dead letter says %d attempts, want 3", dl.LastAttempt)
 	}
 }
 

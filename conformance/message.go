@@ -108,8 +108,8 @@ func (e *env) checkFields(got, want *messaging.Message, topic string) {
 	if got.Attempt != 1 {
 		e.Errorf("received Attempt %d, want 1", got.Attempt)
 	}
-	if got.Topic != topic {
-		e.Errorf("received Topic %q, want %q", got.Topic, topic)
+	if got.ReceivedFrom != topic {
+		e.Errorf("received Topic %q, want %q", got.ReceivedFrom, topic)
 	}
 }
 
@@ -121,7 +121,7 @@ func messageAllFields(e *env) {
 	want := sentFields()
 	got := e.roundTrip(c, want)
 	e.checkFields(got, want, e.name("t"))
-	if want.ID == "" || want.Attempt != 0 || want.Topic != "" {
+	if want.ID == "" || want.Attempt != 0 || want.ReceivedFrom != "" {
 		e.Errorf("Publish modified the message it was given: %+v", want)
 	}
 }

@@ -200,7 +200,7 @@ func versioningBadMessagesDeadLettered(e *env) {
 		"unknown-type": "no route", "unknown-version": "no upgrade", "undecodable": "undecodable", "no-codec": "no codec",
 	} {
 		env := dl.await(e, body)
-		if env.Attempts != 1 || !env.Permanent || !strings.Contains(env.LastError, reason) {
+		if env.LastAttempt != 1 || !env.Permanent || !strings.Contains(env.LastError, reason) {
 			e.Errorf("%s: dead letter %+v; want 1 attempt, permanent, reason containing %q", body, env, reason)
 		}
 	}

@@ -188,7 +188,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *options) { o.meter = mp }
 }
 
-func defaultKey(m *messaging.Message) string { return m.Topic + ":" + m.ID }
+func defaultKey(m *messaging.Message) string { return m.ReceivedFrom + ":" + m.ID }
 
 // Middleware returns messaging middleware that handles each message key
 // once, as the package documentation describes. It fails with an error
@@ -233,9 +233,9 @@ func Middleware(store Store, opts ...Option) (messaging.Middleware, error) {
 func (o *options) handle(ctx context.Context, store Store, next messaging.Handler, m *messaging.Message) (err error) {
 	if m.ID == "" {
 		// No identity: never deduplicated, never dropped (R84).
-		o.unidentified.Add(ctx, 1, metric.WithAttributes(attribute.String("messaging.destination.name", m.Topic)))
+		o.unidentified.Add(ctx, 1, metric.WithAttributes(attribute.String("messaging.destination.name", m.ReceivedFrom)))
 		o.logOnce.Do(func() {
-			o.log.Warn("dedup: a message without an ID is handled without deduplication (its producer sets no message-id); further ones are only counted", "topic", m.Topic)
+			o.log.Warn("dedup: a message without an ID is handled without deduplication (its producer sets no message-id); further ones are only counted", "topic", m.ReceivedFrom)
 		})
 		return next(ctx, m)
 	}

@@ -219,7 +219,7 @@ func (failingStore) Begin(context.Context, string, string, time.Duration) (dedup
 
 func TestStoreErrors(t *testing.T) {
 	ctx := context.Background()
-	m := &messaging.Message{ID: "1", Topic: "t"}
+	m := &messaging.Message{ID: "1", ReceivedFrom: "t"}
 	ran := false
 	h := func(context.Context, *messaging.Message) error { ran = true; return nil }
 
@@ -255,7 +255,7 @@ func TestPanicReleasesClaim(t *testing.T) {
 	ctx := context.Background()
 	store := dedup.NewMemoryStore(dedup.MemoryOptions{})
 	mw := mustMiddleware(t, store)
-	m := &messaging.Message{ID: "p", Topic: "t"}
+	m := &messaging.Message{ID: "p", ReceivedFrom: "t"}
 	func() {
 		defer func() { recover() }()
 		mw(func(context.Context, *messaging.Message) error { panic("boom") })(ctx, m)

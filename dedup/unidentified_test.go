@@ -28,7 +28,7 @@ func TestMessagesWithoutIDPassThrough(t *testing.T) {
 	calls := 0
 	h := mw(func(context.Context, *messaging.Message) error { calls++; return nil })
 	for _, body := range []string{"a", "b", "c"} {
-		if err := h(ctx, &messaging.Message{Topic: "plain", Body: []byte(body)}); err != nil {
+		if err := h(ctx, &messaging.Message{ReceivedFrom: "plain", Body: []byte(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,8 +56,8 @@ func TestMessagesWithoutIDPassThrough(t *testing.T) {
 		t.Errorf("switchboard.dedup.unidentified = %d, want 3", got)
 	}
 	// Messages with an ID are still deduplicated.
-	h(ctx, &messaging.Message{ID: "x", Topic: "plain"})
-	h(ctx, &messaging.Message{ID: "x", Topic: "plain"})
+	h(ctx, &messaging.Message{ID: "x", ReceivedFrom: "plain"})
+	h(ctx, &messaging.Message{ID: "x", ReceivedFrom: "plain"})
 	if calls != 4 {
 		t.Errorf("handler ran %d times; want 4", calls)
 	}

@@ -82,8 +82,8 @@ func TestRetryZeroFieldsDefault(t *testing.T) {
 	}
 	select {
 	case dl := <-dead:
-		if dl.Attempts != 3 {
-			t.Errorf("dead-lettered after %d attempts, want 3", dl.Attempts)
+		if dl.LastAttempt != 3 {
+			t.Errorf("dead-lettered after %d attempts, want 3", dl.LastAttempt)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no dead letter")

@@ -49,16 +49,16 @@ const maxErrorText = 4 << 10
 
 // DeadLetter is the failure envelope of a dead-lettered message.
 type DeadLetter struct {
-	// Topic is the topic, recipient or service the message was consumed
-	// from.
-	Topic string
+	// ReceivedFrom is the topic, recipient or service the message was
+	// consumed from (Message.ReceivedFrom of the failed delivery).
+	ReceivedFrom string
 	// Group is the consumer group, empty for a queue.
 	Group string
-	// Attempts is the delivery attempt of the last handler call (see
-	// Message.Attempt). For a crash loop (a delivery over MaxAttempts,
+	// LastAttempt is the delivery attempt of the last handler call (see
+	// Message.Attempt; at most MaxAttempts, less for a Permanent error). For a crash loop (a delivery over MaxAttempts,
 	// dead-lettered without calling the handler) it is the number of
 	// earlier deliveries, whose members stopped without settling it.
-	Attempts int
+	LastAttempt int
 	// LastError is the text of the handler's last error (at most 4 KiB,
 	// less when cut to fit: see Truncated). For a crash loop it says that
 	// the delivery was over MaxAttempts and the handler was not called.
@@ -140,16 +140,16 @@ func ParseDeadLetter(m *Message) (*DeadLetter, error) {
 		return nil, invalid("failure envelope of %s: last failure time %q: %v", m.ID, h[dlqLast], err)
 	}
 	orig := *m
-	orig.Topic, orig.Attempt, orig.reserved, orig.asFunc = "", 0, nil, nil
+	orig.ReceivedFrom, orig.Attempt, orig.reserved, orig.asFunc = "", 0, nil, nil
 	var truncated []string
 	if v := h[dlqTruncated]; v != "" {
 		truncated = strings.Split(v, ",")
 	}
 	return &DeadLetter{
 		Truncated:    truncated,
-		Topic:        topic,
+		ReceivedFrom: topic,
 		Group:        h[dlqGroup],
-		Attempts:     attempts,
+		LastAttempt:  attempts,
 		LastError:    h[dlqError],
 		Permanent:    h[dlqPerm] == "true",
 		FirstFailure: first,

@@ -26,7 +26,7 @@ func FuzzParseDeadLetter(f *testing.F) {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v is not ErrInvalid", err)
 			}
-		} else if dl.Attempts < 1 || dl.Original == nil {
+		} else if dl.LastAttempt < 1 || dl.Original == nil {
 			t.Fatalf("bad envelope accepted: %+v", dl)
 		}
 
@@ -48,7 +48,7 @@ func FuzzParseDeadLetter(f *testing.F) {
 		if len(errText) > maxErrorText {
 			wantErr = strings.ToValidUTF8(errText[:maxErrorText], "\uFFFD")
 		}
-		if dl.Topic != topic || dl.Group != group || dl.Attempts != n || dl.LastError != wantErr ||
+		if dl.ReceivedFrom != topic || dl.Group != group || dl.LastAttempt != n || dl.LastError != wantErr ||
 			!dl.FirstFailure.Equal(t0) || !dl.LastFailure.Equal(t0.Add(time.Second)) ||
 			string(dl.Original.Body) != errText || len(dl.Original.Headers) != len(orig.Headers) {
 			t.Fatalf("round trip: %+v", dl)

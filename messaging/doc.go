@@ -72,8 +72,8 @@
 //
 // # Around the patterns
 //
-// Message.Topic tells a handler where a message came from: the topic, the
-// recipient's queue or the service. Message.As and Client.As reach the
+// Message.ReceivedFrom tells a handler where a message came from: the topic,
+// the recipient's queue or the service. Message.As and Client.As reach the
 // broker's native types. Package codec's Router and codecs decode typed
 // messages and upgrade old versions; WithSendMiddleware and WithMiddleware wrap sends
 // and handlers (package breaker adds circuit breakers);

@@ -192,6 +192,6 @@ func Example_deadLetter() {
 		panic(err)
 	}
 	dl := <-dead
-	fmt.Println(dl.Topic, dl.Group, dl.Attempts, dl.LastError, string(dl.Original.Body))
+	fmt.Println(dl.ReceivedFrom, dl.Group, dl.LastAttempt, dl.LastError, string(dl.Original.Body))
 	// Output: payments ledger 3 ledger offline (attempt 3) pay 10
 }

@@ -77,14 +77,14 @@ type Message struct {
 	// due, so that a client that only publishes may exit at once (R118).
 	DeliverAt time.Time
 
-	// Topic is, on a received message, where it was received from, as
-	// the subscription named it: not only a topic (Subscribe, Respond)
-	// but also a recipient (Listen: the recipient's name, or a
-	// dead-letter queue's name when listening on one) or a service
-	// (Serve: the service's name, not its queue "<service>.rpc"); on a
-	// message returned by Admin.Peek, the name peeked at. It is ignored
-	// when sending.
-	Topic string
+	// ReceivedFrom is, on a received message, where it was received
+	// from, as the subscription named it: a topic (Subscribe, Respond),
+	// a recipient (Listen: the recipient's name, or a dead-letter
+	// queue's name when listening on one) or a service (Serve: the
+	// service's name, not its queue "<service>.rpc"); on a message
+	// returned by Admin.Peek, the name peeked at. It is ignored when
+	// sending. (It was called Topic before v0.2.0.)
+	ReceivedFrom string
 	// Attempt is, on a received message, which delivery attempt this
 	// handler call is: 1 the first time, 2 on the first retry, and so on.
 	// Where the broker reports delivery counts (see
@@ -279,7 +279,7 @@ func fromTransport(tm *transport.Message, topic string) *Message {
 		Time:          tm.Time,
 		CorrelationID: tm.CorrelationID,
 		ReplyTo:       tm.ReplyTo,
-		Topic:         topic,
+		ReceivedFrom:  topic,
 		DeliverAt:     parseDue(reserved[hdrDeliverAt]),
 		asFunc:        tm.AsFunc,
 	}

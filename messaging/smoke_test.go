@@ -92,7 +92,7 @@ func TestSmokeAllPatterns(t *testing.T) {
 	}
 	c.Publish(ctx, "pay", &messaging.Message{Body: []byte("p")})
 	env, err := messaging.ParseDeadLetter(<-dl)
-	if err != nil || env.Attempts != 3 || env.LastError != "nope" || string(env.Original.Body) != "p" {
+	if err != nil || env.LastAttempt != 3 || env.LastError != "nope" || string(env.Original.Body) != "p" {
 		t.Fatalf("dlq %+v %v", env, err)
 	}
 	if err := c.Close(); err != nil {

@@ -380,13 +380,13 @@ func dlqRedrive(ctx context.Context, e *env, g *global, topic, group, to string,
 		if dl.Original.ReplyTo != "" {
 			// A request: its requester has given up long ago, and its
 			// envelope names the service, not the service's queue.
-			g.log.Warn("a dead-lettered request cannot be redriven; left in the queue", "id", m.ID, "service", dl.Topic)
+			g.log.Warn("a dead-lettered request cannot be redriven; left in the queue", "id", m.ID, "service", dl.ReceivedFrom)
 			return hold()
 		}
 		if !w.saw() {
 			return hold()
 		}
-		dest := dl.Topic
+		dest := dl.ReceivedFrom
 		if to != "" {
 			dest = to
 		}

@@ -216,7 +216,7 @@ type jsonFailed struct {
 
 func toJSON(m *messaging.Message, dl *messaging.DeadLetter) jsonMessage {
 	j := jsonMessage{
-		ID: m.ID, Topic: m.Topic, Key: m.Key, Type: m.Type, Version: m.Version,
+		ID: m.ID, Topic: m.ReceivedFrom, Key: m.Key, Type: m.Type, Version: m.Version,
 		ContentType: m.ContentType, CorrelationID: m.CorrelationID, ReplyTo: m.ReplyTo,
 		Attempt: m.Attempt, Headers: m.Headers, Responder: m.Responder,
 	}
@@ -236,7 +236,7 @@ func toJSON(m *messaging.Message, dl *messaging.DeadLetter) jsonMessage {
 	}
 	if dl != nil {
 		j.DeadLetter = &jsonFailed{
-			Topic: dl.Topic, Group: dl.Group, Attempts: dl.Attempts, LastError: dl.LastError,
+			Topic: dl.ReceivedFrom, Group: dl.Group, Attempts: dl.LastAttempt, LastError: dl.LastError,
 			Permanent: dl.Permanent, FirstFailure: dl.FirstFailure, LastFailure: dl.LastFailure,
 		}
 	}
@@ -262,7 +262,7 @@ func (p *printer) print(m *messaging.Message, dl *messaging.DeadLetter) error {
 			fmt.Fprintf(&b, "%-14s %s\n", name+":", value) // correlation-id: needs the 15th column
 		}
 	}
-	field("topic", m.Topic)
+	field("topic", m.ReceivedFrom)
 	field("key", m.Key)
 	if m.Attempt > 0 {
 		field("attempt", fmt.Sprint(m.Attempt))
@@ -287,9 +287,9 @@ func (p *printer) print(m *messaging.Message, dl *messaging.DeadLetter) error {
 		fmt.Fprintf(&b, "%-15s%s: %s\n", "header:", k, m.Headers[k])
 	}
 	if dl != nil {
-		field("dlq-topic", dl.Topic)
+		field("dlq-topic", dl.ReceivedFrom)
 		field("dlq-group", dl.Group)
-		field("dlq-attempts", fmt.Sprint(dl.Attempts))
+		field("dlq-attempts", fmt.Sprint(dl.LastAttempt))
 		field("dlq-error", dl.LastError)
 		if dl.Permanent {
 			field("dlq-permanent", "true")

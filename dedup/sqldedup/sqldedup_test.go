@@ -228,7 +228,7 @@ func TestTxConcurrentDuplicates(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := h(ctx, &messaging.Message{ID: "m", Topic: "q"}); err != nil {
+				if err := h(ctx, &messaging.Message{ID: "m", ReceivedFrom: "q"}); err != nil {
 					t.Error(err)
 				}
 			}()
