@@ -117,9 +117,9 @@ func (b batchOptions) withDefaults(maxInFlight int) batchOptions {
 // DeleteMessageBatch per 10 on SQS, cumulative basic.acks on RabbitMQ,
 // one offset commit on Kafka).
 //
-// Middleware (WithMiddleware) is not applied to batch handlers. Options
-// are validated as for Subscribe, and WithBatchSize above MaxInFlight is
-// ErrInvalid.
+// Middleware is not applied to batch handlers: WithMiddleware given here
+// is ErrInvalid. Options are validated as for Subscribe, and
+// WithBatchSize above MaxInFlight is ErrInvalid.
 func (c *Client) SubscribeBatch(ctx context.Context, topic, group string, h BatchHandler, opts ...SubscribeOption) (*Subscription, error) {
 	if err := validName("topic", topic); err != nil {
 		return nil, err
@@ -154,10 +154,17 @@ func withBatch(opts []SubscribeOption, h BatchHandler) ([]SubscribeOption, error
 	if h == nil {
 		return nil, invalid("nil batch handler")
 	}
+	var own subOptions
 	for i, opt := range opts {
 		if opt == nil {
 			return nil, invalid("subscribe option %d of %d is nil", i+1, len(opts))
 		}
+		opt(&own)
+	}
+	if len(own.middleware) > 0 {
+		// It would silently do nothing (a dedup.Middleware deduplicating
+		// nothing): middleware wraps a single-message Handler.
+		return nil, invalid("WithMiddleware is not applied to batch handlers; call what it does inside the BatchHandler")
 	}
 	return append(opts[:len(opts):len(opts)], withBatchHandler(h)), nil
 }

@@ -287,3 +287,19 @@ func TestBatchManyKeysRandomFailures(t *testing.T) {
 		t.Errorf("%d messages in calls at once; MaxInFlight is %d", maxRunning, inFlight)
 	}
 }
+
+// TestBatchMiddlewareRefused: middleware given to a batch subscription
+// would silently do nothing (R135): it is ErrInvalid.
+func TestBatchMiddlewareRefused(t *testing.T) {
+	ctx := testCtx(t)
+	b, _ := inmem.NewBroker()
+	c := newClient(t, b.Transport())
+	mw := func(next messaging.Handler) messaging.Handler { return next }
+	h := func(context.Context, []*messaging.Message) error { return nil }
+	if _, err := c.SubscribeBatch(ctx, "t", "g", h, messaging.WithMiddleware(mw)); !errors.Is(err, messaging.ErrInvalid) {
+		t.Fatalf("SubscribeBatch with WithMiddleware: err = %v, want ErrInvalid", err)
+	}
+	if _, err := c.ListenBatch(ctx, "r", h, messaging.WithMiddleware(mw)); !errors.Is(err, messaging.ErrInvalid) {
+		t.Fatalf("ListenBatch with WithMiddleware: err = %v, want ErrInvalid", err)
+	}
+}

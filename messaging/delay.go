@@ -84,7 +84,11 @@ func checkDelay(m *Message, now time.Time) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if d := m.DeliverAt.Sub(now); d > MaxDelay {
-		return time.Time{}, invalid("message %s: DeliverAt is %v ahead; the maximum delay is %v (MaxDelay, 7 days)", m.ID, d.Round(time.Second), MaxDelay)
+		name := "a message"
+		if m.ID != "" {
+			name = "message " + m.ID
+		}
+		return time.Time{}, invalid("%s: DeliverAt is %v ahead; the maximum delay is %v (MaxDelay, 7 days)", name, d.Round(time.Second), MaxDelay)
 	}
 	return m.DeliverAt, nil
 }

@@ -68,7 +68,7 @@
 // names. Every delivery rule above holds per message:
 //
 //	c.SubscribeBatch(ctx, "readings", "warehouse", func(ctx context.Context, msgs []*messaging.Message) error { ... },
-//		messaging.WithBatchSize(100), messaging.WithBatchWait(50*time.Millisecond))
+//		messaging.WithBatchSize(100), messaging.WithBatchWait(50*time.Millisecond), messaging.WithMaxInFlight(200))
 //
 // # Around the patterns
 //

@@ -18,7 +18,10 @@ type Middleware func(next Handler) Handler
 // is the outermost. Middleware set with WithSubscribeDefaults runs
 // outside a subscription's own. A nil Middleware makes the subscribing
 // call (or, given to WithSubscribeDefaults, Open and New) fail with
-// ErrInvalid.
+// ErrInvalid. Batch subscriptions (SubscribeBatch, ListenBatch) run no
+// middleware: given to them directly, WithMiddleware is ErrInvalid; set
+// with WithSubscribeDefaults, it applies to the client's other
+// subscriptions only.
 func WithMiddleware(mw ...Middleware) SubscribeOption {
 	return func(o *subOptions) {
 		for i, m := range mw {

@@ -27,8 +27,9 @@ sent before anyone listened, and prints each like subscribe does. With
 --count N it exits after N messages. Logs "ready" on stderr once
 listening. Ctrl-C stops it gracefully (exit 0).
 
-RECIPIENT's queue must exist (a notify, an earlier listen or a serve
-created it): an unknown RECIPIENT exits 6 (not found) and creates
+RECIPIENT's queue must exist (a notify to RECIPIENT, or an earlier
+listen --create, created it; serve X creates X.rpc, not X): an unknown
+RECIPIENT exits 6 (not found) and creates
 nothing, so that a mistyped name is never an empty queue left behind.
 --create creates the queue (to listen before anything was notified).
 RECIPIENT may be a dead-letter queue (name ending in .dlq, see dlq);

@@ -25,9 +25,11 @@ func init() {
   dlq delete TOPIC [GROUP]     delete the dead-letter queue
 
 The dead-letter queue is messaging.DeadLetterQueue(TOPIC, GROUP), that is
-TOPIC.GROUP.dlq, or RECIPIENT.dlq. No subcommand creates it: when it does
-not exist (nothing was ever dead-lettered there, or a name is mistyped)
-each fails with exit code 6 (not found).
+TOPIC.GROUP.dlq, or RECIPIENT.dlq. No subcommand creates it. When the
+group or recipient exists but nothing was ever dead-lettered there, each
+says so ("no dead letters") and exits 0; when neither the group (or
+recipient) nor its dead-letter queue exists (a name is mistyped?), each
+fails with exit code 6 (not found).
 
 list is read-only: it logs how many dead letters wait (count=N) and
 prints them without consuming them, declaring anything or raising their
@@ -55,7 +57,7 @@ groups and other queues.
 func dlqCommand() *command {
 	return &command{
 		name:    "dlq",
-		args:    "list|redrive TOPIC [GROUP]",
+		args:    "list|redrive|purge|delete TOPIC [GROUP]",
 		summary: "list dead letters, or redrive them to their topic",
 		setup: func(fs *flag.FlagSet, g *global) func(context.Context, *env, []string) error {
 			wait := fs.Duration("wait", 2*time.Second, "stop once no new dead letter arrived for this `duration`")

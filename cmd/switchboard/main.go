@@ -48,7 +48,7 @@
 //	3  timeout: no reply in time, or fewer messages than --count in time
 //	4  no responders: nobody serves the requested service (never, or not now)
 //	5  remote error: the responder returned an error
-//	6  not found: the consumer group or queue does not exist (dlq, admin)
+//	6  not found: the consumer group or queue does not exist (listen, dlq, admin)
 //
 // Output: publish and notify print the ID of each message sent, one a
 // line. subscribe, listen and dlq list print each message as a text block
@@ -112,7 +112,7 @@ const exitCodesHelp = `Exit codes:
   3  timeout: no reply in time, or fewer messages than --count in time
   4  no responders: nobody serves the requested service (never, or not now)
   5  remote error: the responder returned an error
-  6  not found: the consumer group or queue does not exist (dlq, admin)
+  6  not found: the consumer group or queue does not exist (listen, dlq, admin)
 These are the built binary's: go run reports every failure as 1. Where
 they matter, build it: go build -o ./bin/switchboard ./cmd/switchboard
 (or go install ./cmd/switchboard).
