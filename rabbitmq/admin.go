@@ -42,7 +42,7 @@ func (t *Transport) adminCall(ctx context.Context, op string, fn func(ch *amqp.C
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, ctx.Err())
+		return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, ctx.Err())
 	case <-t.closed:
 		return errClosed(op)
 	}
@@ -61,16 +61,16 @@ func (t *Transport) adminQueue(a transport.Address, group string) (string, error
 	switch a.Kind {
 	case transport.KindTopic:
 		if group == "" {
-			return "", fmt.Errorf("%w: rabbitmq: a consumer group of %s needs a group name", transport.ErrInvalid, a)
+			return "", fmt.Errorf("rabbitmq: a consumer group of %s needs a group name: %w", a, transport.ErrInvalid)
 		}
 		return "", nil
 	case transport.KindQueue:
 		if group != "" {
-			return "", fmt.Errorf("%w: rabbitmq: queue %q takes no group", transport.ErrInvalid, a.Name)
+			return "", fmt.Errorf("rabbitmq: queue %q takes no group: %w", a.Name, transport.ErrInvalid)
 		}
 		return t.QueueName(a.Name), nil
 	}
-	return "", fmt.Errorf("%w: rabbitmq: no admin operations on a %s address", transport.ErrInvalid, a.Kind)
+	return "", fmt.Errorf("rabbitmq: no admin operations on a %s address: %w", a.Kind, transport.ErrInvalid)
 }
 
 // groupQueues names the queues of a partitioned consumer group (see the
@@ -121,8 +121,7 @@ func (t *Transport) inspectGroup(ctx context.Context, op, topic, group string) (
 		}
 	}
 	if len(found) == 0 && !membersFound {
-		return nil, amqp.Queue{}, false, fmt.Errorf("%w: rabbitmq: %s: consumer group %q of topic %q has no queue (neither its partitions p0..p%d nor its members queue)",
-			transport.ErrNotFound, op, group, topic, GroupPartitions-1)
+		return nil, amqp.Queue{}, false, fmt.Errorf("rabbitmq: %s: consumer group %q of topic %q has no queue (neither its partitions p0..p%d nor its members queue): %w", op, group, topic, GroupPartitions-1, transport.ErrNotFound)
 	}
 	return found, members, membersFound, nil
 }

@@ -105,7 +105,7 @@ func (m *connMgr) dialHost(ctx context.Context, i int) (*amqp.Connection, error)
 				_ = r.c.Close()
 			}
 		}()
-		return nil, fmt.Errorf("%w: rabbitmq: dial: %w", transport.ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("rabbitmq: dial: %w: %w", transport.ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -226,9 +226,9 @@ func (m *connMgr) waitErr(ctx context.Context, done <-chan struct{}, last error)
 	default:
 	}
 	if last != nil {
-		return fmt.Errorf("%w: rabbitmq: reconnecting (last error: %v): %w", transport.ErrUnavailable, last, ctx.Err())
+		return fmt.Errorf("rabbitmq: reconnecting (last error: %v): %w: %w", last, transport.ErrUnavailable, ctx.Err())
 	}
-	return fmt.Errorf("%w: rabbitmq: reconnecting: %w", transport.ErrUnavailable, ctx.Err())
+	return fmt.Errorf("rabbitmq: reconnecting: %w: %w", transport.ErrUnavailable, ctx.Err())
 }
 
 func (m *connMgr) close() {
@@ -311,10 +311,10 @@ func (k *keeper[S]) open(ctx context.Context) (*amqp.Channel, S, error) {
 			case <-t.C:
 				_ = ch.Close() // unblocks the setup's RPCs
 				<-rc
-				return nil, zero, fmt.Errorf("%w: rabbitmq: set up %s: %w", transport.ErrUnavailable, k.name, ctx.Err())
+				return nil, zero, fmt.Errorf("rabbitmq: set up %s: %w: %w", k.name, transport.ErrUnavailable, ctx.Err())
 			}
 			_ = ch.Close()
-			return nil, zero, fmt.Errorf("%w: rabbitmq: set up %s: %w", transport.ErrUnavailable, k.name, ctx.Err())
+			return nil, zero, fmt.Errorf("rabbitmq: set up %s: %w: %w", k.name, transport.ErrUnavailable, ctx.Err())
 		}
 		st, err := r.st, r.err
 		if err != nil {
@@ -434,24 +434,24 @@ func brokerErr(op string, err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Code {
 		case amqp.NotFound:
-			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrNotFound, op, err)
+			return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrNotFound, err)
 		case amqp.PreconditionFailed, amqp.NotAllowed, amqp.InvalidPath, amqp.SyntaxError, amqp.CommandInvalid:
-			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrInvalid, op, err)
+			return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrInvalid, err)
 		case amqp.AccessRefused:
 			// Wrong credentials or missing permissions: a runtime error,
 			// not a bad argument (errors.As reaches the *amqp.Error).
 			return fmt.Errorf("rabbitmq: %s: %w", op, err)
 		case amqp.ChannelError, amqp.ConnectionForced, amqp.ResourceError, amqp.InternalError, amqp.FrameError:
-			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+			return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, err)
 		}
 		return fmt.Errorf("rabbitmq: %s: %w", op, err)
 	}
 	if errors.Is(err, amqp.ErrClosed) {
-		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+		return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, err)
 	}
 	var ne interface{ Timeout() bool }
 	if errors.As(err, &ne) || isNetErr(err) {
-		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+		return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, err)
 	}
 	return fmt.Errorf("rabbitmq: %s: %w", op, err)
 }

@@ -35,7 +35,7 @@ func defaultPort(scheme string) string {
 func splitHosts(rawURL string) ([]string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: rabbitmq: cannot parse URL", transport.ErrInvalid)
+		return nil, fmt.Errorf("rabbitmq: cannot parse URL: %w", transport.ErrInvalid)
 	}
 	if !strings.Contains(u.Host, ",") {
 		return []string{rawURL}, nil
@@ -44,7 +44,7 @@ func splitHosts(rawURL string) ([]string, error) {
 	for _, h := range strings.Split(u.Host, ",") {
 		h = strings.TrimSpace(h)
 		if h == "" {
-			return nil, fmt.Errorf("%w: rabbitmq: URL %s: empty host in the host list (want host1:5672,host2:5672)", transport.ErrInvalid, transport.RedactURL(u))
+			return nil, fmt.Errorf("rabbitmq: URL %s: empty host in the host list (want host1:5672,host2:5672): %w", transport.RedactURL(u), transport.ErrInvalid)
 		}
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			h = net.JoinHostPort(strings.Trim(h, "[]"), defaultPort(u.Scheme))
@@ -82,7 +82,7 @@ func checkHosts(dialURL string) error {
 	hosts := strings.Split(u.Host, ",")
 	for i, s := range urls {
 		if _, err := amqp.ParseURI(s); err != nil {
-			return fmt.Errorf("%w: rabbitmq: host %q of the URL: %s", transport.ErrInvalid, hosts[i], redactErr(err, u))
+			return fmt.Errorf("rabbitmq: host %q of the URL: %s: %w", hosts[i], redactErr(err, u), transport.ErrInvalid)
 		}
 	}
 	return nil

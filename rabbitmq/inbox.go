@@ -68,10 +68,10 @@ func (ib *inbox) setup(ctx context.Context, p *publisher, pc *pubChan) error {
 	select {
 	case <-a.done:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: rabbitmq: inbox address probe: %w", transport.ErrUnavailable, ctx.Err())
+		return fmt.Errorf("rabbitmq: inbox address probe: %w: %w", transport.ErrUnavailable, ctx.Err())
 	}
 	if a.ret == nil || a.ret.ReplyTo == "" || a.ret.ReplyTo == DirectReplyTo {
-		return fmt.Errorf("%w: rabbitmq: inbox address probe was not returned with a reply address (%v)", transport.ErrUnavailable, a.err)
+		return fmt.Errorf("rabbitmq: inbox address probe was not returned with a reply address (%v): %w", a.err, transport.ErrUnavailable)
 	}
 	pc.wireAddr = a.ret.ReplyTo
 	ib.t.mu.Lock()

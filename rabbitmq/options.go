@@ -110,24 +110,24 @@ func acceptedParams() string {
 func parseURL(u *url.URL, base Options) (string, Options, error) {
 	o := base
 	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return "", o, fmt.Errorf("%w: rabbitmq: URL scheme %q: accepted schemes are amqp and amqps", transport.ErrInvalid, u.Scheme)
+		return "", o, fmt.Errorf("rabbitmq: URL scheme %q: accepted schemes are amqp and amqps: %w", u.Scheme, transport.ErrInvalid)
 	}
 	if u.Hostname() == "" {
 		// amqp091-go would dial guest@localhost: a URL must say where.
-		return "", o, fmt.Errorf("%w: rabbitmq: URL %s has no host; want %s://user:pass@host:5672/vhost", transport.ErrInvalid, transport.RedactURL(u), u.Scheme)
+		return "", o, fmt.Errorf("rabbitmq: URL %s has no host; want %s://user:pass@host:5672/vhost: %w", transport.RedactURL(u), u.Scheme, transport.ErrInvalid)
 	}
 	for _, h := range strings.Split(u.Host, ",") {
 		if err := transport.CheckPort(strings.TrimSpace(h)); err != nil {
-			return "", o, fmt.Errorf("%w: rabbitmq: URL %s: %v", transport.ErrInvalid, transport.RedactURL(u), err)
+			return "", o, fmt.Errorf("rabbitmq: URL %s: %v: %w", transport.RedactURL(u), err, transport.ErrInvalid)
 		}
 	}
 	q, err := transport.Query(u)
 	if err != nil {
-		return "", o, fmt.Errorf("%w: rabbitmq: URL %s: %v", transport.ErrInvalid, transport.RedactURL(u), err)
+		return "", o, fmt.Errorf("rabbitmq: URL %s: %v: %w", transport.RedactURL(u), err, transport.ErrInvalid)
 	}
 	keep := url.Values{}
 	bad := func(k, v, want string) error {
-		return fmt.Errorf("%w: rabbitmq: URL parameter %s=%q: %s", transport.ErrInvalid, k, v, want)
+		return fmt.Errorf("rabbitmq: URL parameter %s=%q: %s: %w", k, v, want, transport.ErrInvalid)
 	}
 	for k, vs := range q {
 		v := ""
@@ -139,7 +139,7 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 			keep[k] = vs
 			continue
 		case !ownParams[k]:
-			return "", o, fmt.Errorf("%w: rabbitmq: unknown URL parameter %q; accepted parameters: %s", transport.ErrInvalid, k, acceptedParams())
+			return "", o, fmt.Errorf("rabbitmq: unknown URL parameter %q; accepted parameters: %s: %w", k, acceptedParams(), transport.ErrInvalid)
 		}
 		switch k {
 		case "prefix":
@@ -187,7 +187,7 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 		o.QueueType = QueueTypeQuorum
 	}
 	if o.QueueType != QueueTypeQuorum && o.QueueType != QueueTypeClassic {
-		return "", o, fmt.Errorf("%w: rabbitmq: queue type %q: want quorum or classic", transport.ErrInvalid, o.QueueType)
+		return "", o, fmt.Errorf("rabbitmq: queue type %q: want quorum or classic: %w", o.QueueType, transport.ErrInvalid)
 	}
 	if o.PublishWindow <= 0 {
 		o.PublishWindow = DefaultPublishWindow
@@ -205,7 +205,7 @@ func parseURL(u *url.URL, base Options) (string, Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.QuorumInitialGroupSize < 0 {
-		return "", o, fmt.Errorf("%w: rabbitmq: quorum initial group size %d: want a positive number or 0", transport.ErrInvalid, o.QuorumInitialGroupSize)
+		return "", o, fmt.Errorf("rabbitmq: quorum initial group size %d: want a positive number or 0: %w", o.QuorumInitialGroupSize, transport.ErrInvalid)
 	}
 	c := *u
 	c.RawQuery = keep.Encode()

@@ -406,7 +406,7 @@ func (t *Transport) declareTopicExchange(ch *amqp.Channel, exchange string) erro
 	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, amqp.Table{"alternate-exchange": ae}); err != nil {
 		var aerr *amqp.Error
 		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
-			return fmt.Errorf("%w: rabbitmq: exchange %q exists without its alternate exchange (declared by Switchboard 0.1?); delete it: %w", transport.ErrInvalid, exchange, aerr)
+			return fmt.Errorf("rabbitmq: exchange %q exists without its alternate exchange (declared by Switchboard 0.1?); delete it: %w: %w", exchange, transport.ErrInvalid, aerr)
 		}
 		return brokerErr("declare exchange "+exchange, err)
 	}

@@ -25,9 +25,9 @@ func (t *Transport) Ping(ctx context.Context) error {
 		last := t.m.lastErr
 		t.m.mu.Unlock()
 		if last != nil {
-			return fmt.Errorf("%w: rabbitmq: ping: reconnecting (last error: %v)", transport.ErrUnavailable, last)
+			return fmt.Errorf("rabbitmq: ping: reconnecting (last error: %v): %w", last, transport.ErrUnavailable)
 		}
-		return fmt.Errorf("%w: rabbitmq: ping: reconnecting", transport.ErrUnavailable)
+		return fmt.Errorf("rabbitmq: ping: reconnecting: %w", transport.ErrUnavailable)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -44,6 +44,6 @@ func (t *Transport) Ping(ctx context.Context) error {
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%w: rabbitmq: ping: no answer: %w", transport.ErrUnavailable, ctx.Err())
+		return fmt.Errorf("rabbitmq: ping: no answer: %w: %w", transport.ErrUnavailable, ctx.Err())
 	}
 }

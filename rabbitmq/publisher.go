@@ -192,7 +192,7 @@ func (pc *pubChan) resolve(c amqp.Confirmation) {
 	}
 	switch {
 	case ret != nil:
-		a.finish(fmt.Errorf("%w: rabbitmq: %s: unroutable (%d %s)", transport.ErrNotFound, a.m.dest, ret.ReplyCode, ret.ReplyText), ret)
+		a.finish(fmt.Errorf("rabbitmq: %s: unroutable (%d %s): %w", a.m.dest, ret.ReplyCode, ret.ReplyText, transport.ErrNotFound), ret)
 	case !ack:
 		a.finish(errNacked, nil)
 	default:
@@ -232,7 +232,7 @@ func (p *publisher) publish(ctx context.Context, pc *pubChan, m *outMsg) (*attem
 	select {
 	case p.win <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: rabbitmq: waiting for the publish window: %w", transport.ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("rabbitmq: waiting for the publish window: %w: %w", transport.ErrUnavailable, ctx.Err())
 	case <-pc.lostCh:
 		return nil, errLost
 	}
@@ -282,7 +282,7 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 	nackRounds, softRounds := 0, 0
 	for len(todo) > 0 {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: rabbitmq: publish to %s: %w", transport.ErrUnavailable, todo[0].dest, err)
+			return fmt.Errorf("rabbitmq: publish to %s: %w: %w", todo[0].dest, transport.ErrUnavailable, err)
 		}
 		if ensure != nil {
 			if err := ensure(ctx); err != nil {
@@ -298,7 +298,7 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 				if ctx.Err() == nil {
 					return errClosed("send")
 				}
-				return fmt.Errorf("%w: rabbitmq: reconnecting: %w", transport.ErrUnavailable, ctx.Err())
+				return fmt.Errorf("rabbitmq: reconnecting: %w: %w", transport.ErrUnavailable, ctx.Err())
 			}
 			continue
 		}
@@ -332,9 +332,9 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 					defer tm.Stop()
 					grace = tm.C
 				case <-grace:
-					return fmt.Errorf("%w: rabbitmq: waiting for publisher confirms: %w", transport.ErrUnavailable, ctx.Err())
+					return fmt.Errorf("rabbitmq: waiting for publisher confirms: %w: %w", transport.ErrUnavailable, ctx.Err())
 				case <-p.t.closed:
-					return fmt.Errorf("%w: rabbitmq: transport closed while waiting for publisher confirms", transport.ErrClosed)
+					return fmt.Errorf("rabbitmq: transport closed while waiting for publisher confirms: %w", transport.ErrClosed)
 				}
 			}
 			var le *lostError
@@ -376,13 +376,13 @@ func (p *publisher) sendAll(ctx context.Context, msgs []*outMsg, ensure func(con
 			nackRounds++
 			p.recycle(pc)
 			if nackRounds > 5 {
-				return fmt.Errorf("%w: rabbitmq: publish to %s: broker nacked the message %d times", transport.ErrUnavailable, todo[0].dest, nackRounds)
+				return fmt.Errorf("rabbitmq: publish to %s: broker nacked the message %d times: %w", todo[0].dest, nackRounds, transport.ErrUnavailable)
 			}
 			if !wait.Sleep(ctx, p.t.closed, wait.Backoff(nackRounds, backoffMin, time.Second)) {
 				if ctx.Err() == nil {
-					return fmt.Errorf("%w: rabbitmq: transport closed", transport.ErrClosed)
+					return fmt.Errorf("rabbitmq: transport closed: %w", transport.ErrClosed)
 				}
-				return fmt.Errorf("%w: rabbitmq: publish to %s: broker nacked: %w", transport.ErrUnavailable, todo[0].dest, ctx.Err())
+				return fmt.Errorf("rabbitmq: publish to %s: broker nacked: %w: %w", todo[0].dest, transport.ErrUnavailable, ctx.Err())
 			}
 		}
 		todo = append(retry, todo[len(atts):]...)

@@ -19,11 +19,11 @@ import (
 func dialErr(hostURL string, err error) error {
 	op := "dial " + hostOf(hostURL)
 	if tlserr.Handshake(err) {
-		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrTLS, op, err)
+		return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrTLS, err)
 	}
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-		return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnauthorized, op, err)
+		return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnauthorized, err)
 	}
 	return brokerErr(op, err)
 }

@@ -95,7 +95,7 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 	switch from.Kind {
 	case transport.KindTopic:
 		if group == "" {
-			return nil, fmt.Errorf("%w: rabbitmq: subscribe to %s: a consumer group is required", transport.ErrInvalid, from)
+			return nil, fmt.Errorf("rabbitmq: subscribe to %s: a consumer group is required: %w", from, transport.ErrInvalid)
 		}
 		exchange = t.ExchangeName(from.Name)
 		s.queue = t.GroupQueueName(from.Name, group)
@@ -103,7 +103,7 @@ func (t *Transport) Subscribe(ctx context.Context, from transport.Address, group
 		// group is empty for queues; a queue's consumers always share it.
 		s.queue = t.QueueName(from.Name)
 	default:
-		return nil, fmt.Errorf("%w: rabbitmq: cannot subscribe to a %s address", transport.ErrInvalid, from.Kind)
+		return nil, fmt.Errorf("rabbitmq: cannot subscribe to a %s address: %w", from.Kind, transport.ErrInvalid)
 	}
 	prefetch := opts.MaxInFlight
 	if t.opts.Prefetch > 0 {
@@ -287,7 +287,7 @@ func (s *subscription) settle(ids []any, ack bool) error {
 	for _, id := range ids {
 		ref, ok := id.(*ackRef)
 		if !ok || ref == nil {
-			errs = append(errs, fmt.Errorf("%w: rabbitmq: AckID of type %T is not from this adapter", transport.ErrInvalid, id))
+			errs = append(errs, fmt.Errorf("rabbitmq: AckID of type %T is not from this adapter: %w", id, transport.ErrInvalid))
 			continue
 		}
 		sc := ref.sc
@@ -379,7 +379,7 @@ func (s *subscription) ackBatch(ids []any) error {
 	for _, id := range ids {
 		ref, ok := id.(*ackRef)
 		if !ok || ref == nil {
-			errs = append(errs, fmt.Errorf("%w: rabbitmq: AckID of type %T is not from this adapter", transport.ErrInvalid, id))
+			errs = append(errs, fmt.Errorf("rabbitmq: AckID of type %T is not from this adapter: %w", id, transport.ErrInvalid))
 			continue
 		}
 		if ref.sc != sc {

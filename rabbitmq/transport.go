@@ -53,7 +53,7 @@ var _ transport.Transport = (*Transport)(nil)
 func Open(ctx context.Context, rawURL string, opts *Options) (*Transport, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: rabbitmq: cannot parse URL %q", transport.ErrInvalid, transport.Redact(rawURL))
+		return nil, fmt.Errorf("rabbitmq: cannot parse URL %q: %w", transport.Redact(rawURL), transport.ErrInvalid)
 	}
 	return OpenURL(ctx, u, opts)
 }
@@ -69,7 +69,7 @@ func OpenURL(ctx context.Context, u *url.URL, opts *Options) (*Transport, error)
 		return nil, err
 	}
 	if _, err := amqp.ParseURI(dialURL); err != nil {
-		return nil, fmt.Errorf("%w: rabbitmq: URL %s: %s", transport.ErrInvalid, transport.RedactURL(u), redactErr(err, u))
+		return nil, fmt.Errorf("rabbitmq: URL %s: %s: %w", transport.RedactURL(u), redactErr(err, u), transport.ErrInvalid)
 	}
 	cfg := amqp.Config{
 		Properties:      amqp.Table{"connection_name": o.ConnectionName, "product": "switchboard"},
@@ -130,7 +130,7 @@ func (t *Transport) isClosed() bool {
 }
 
 func errClosed(what string) error {
-	return fmt.Errorf("%w: rabbitmq: %s", transport.ErrClosed, what)
+	return fmt.Errorf("rabbitmq: %s: %w", what, transport.ErrClosed)
 }
 
 // fit makes name a valid AMQP name (at most 255 bytes), deterministically:
@@ -174,7 +174,7 @@ func (t *Transport) quorum() bool { return t.opts.QueueType == QueueTypeQuorum }
 
 func validName(a transport.Address) error {
 	if a.Name == "" {
-		return fmt.Errorf("%w: rabbitmq: empty %s name", transport.ErrInvalid, a.Kind)
+		return fmt.Errorf("rabbitmq: empty %s name: %w", a.Kind, transport.ErrInvalid)
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (t *Transport) rpc(ctx context.Context, op string, fn func(ch *amqp.Channel
 		select {
 		case err = <-done:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, ctx.Err())
+			return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, ctx.Err())
 		case <-t.closed:
 			return errClosed(op)
 		}
@@ -213,7 +213,7 @@ func (t *Transport) rpc(ctx context.Context, op string, fn func(ch *amqp.Channel
 		if transient && attempt < 5 {
 			// The channel or connection dropped under us: retry on the next one.
 			if !wait.Sleep(ctx, t.closed, wait.Backoff(attempt, backoffMin, t.opts.ReconnectMaxDelay)) {
-				return fmt.Errorf("%w: rabbitmq: %s: %w", transport.ErrUnavailable, op, err)
+				return fmt.Errorf("rabbitmq: %s: %w: %w", op, transport.ErrUnavailable, err)
 			}
 			continue
 		}
@@ -266,7 +266,7 @@ func (t *Transport) declareQueue(ctx context.Context, name string) error {
 func mismatch(err error, name string) error {
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
-		return fmt.Errorf("%w: rabbitmq: queue %q exists with other arguments (queue_type?): %w", transport.ErrInvalid, name, ae)
+		return fmt.Errorf("rabbitmq: queue %q exists with other arguments (queue_type?): %w: %w", name, transport.ErrInvalid, ae)
 	}
 	return err
 }
@@ -292,14 +292,14 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	case transport.KindReply:
 		key, persistent = t.replyKey(to.Name), false
 		if len(key) > maxShortStr {
-			return fmt.Errorf("%w: rabbitmq: reply address longer than %d bytes", transport.ErrInvalid, maxShortStr)
+			return fmt.Errorf("rabbitmq: reply address longer than %d bytes: %w", maxShortStr, transport.ErrInvalid)
 		}
 		if replyAddrPoison(key) {
 			t.opts.Logger.Debug("rabbitmq: dropping reply to an undecodable direct reply-to address")
 			return nil // it can name no inbox; publishing it would crash the connection
 		}
 	default:
-		return fmt.Errorf("%w: rabbitmq: unknown address kind %s", transport.ErrInvalid, to.Kind)
+		return fmt.Errorf("rabbitmq: unknown address kind %s: %w", to.Kind, transport.ErrInvalid)
 	}
 	type run struct {
 		p    *publisher
@@ -308,7 +308,7 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	var runs []run
 	for _, m := range msgs {
 		if m.Size() > t.opts.MaxMessageSize {
-			return fmt.Errorf("%w: rabbitmq: message of %d bytes exceeds the limit of %d", transport.ErrMessageTooLarge, m.Size(), t.opts.MaxMessageSize)
+			return fmt.Errorf("rabbitmq: message of %d bytes exceeds the limit of %d: %w", m.Size(), t.opts.MaxMessageSize, transport.ErrMessageTooLarge)
 		}
 		pub, err := encode(m, persistent)
 		if err != nil {
@@ -325,7 +325,7 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 				p = ib.pub
 				pub.ReplyTo = DirectReplyTo
 			} else if m.ReplyTo == DirectReplyTo {
-				return fmt.Errorf("%w: rabbitmq: ReplyTo %q is only valid as an Inbox.Address of this transport", transport.ErrInvalid, DirectReplyTo)
+				return fmt.Errorf("rabbitmq: ReplyTo %q is only valid as an Inbox.Address of this transport: %w", DirectReplyTo, transport.ErrInvalid)
 			}
 		}
 		om := &outMsg{exchange: exchange, key: key, mandatory: mandatory, pub: pub, dest: to}
@@ -345,7 +345,7 @@ func (t *Transport) Send(ctx context.Context, to transport.Address, msgs []*tran
 	for _, r := range runs {
 		if err := r.p.sendAll(ctx, r.msgs, ensure); err != nil {
 			if t.isClosed() && !errors.Is(err, transport.ErrClosed) {
-				return fmt.Errorf("%w: rabbitmq: send: %w", transport.ErrClosed, err)
+				return fmt.Errorf("rabbitmq: send: %w: %w", transport.ErrClosed, err)
 			}
 			return err
 		}
@@ -368,7 +368,7 @@ func (t *Transport) Declare(ctx context.Context, a transport.Address) error {
 	case transport.KindTopic:
 		return t.ensureExchange(ctx, a.Name)
 	}
-	return fmt.Errorf("%w: rabbitmq: cannot declare a %s address", transport.ErrInvalid, a.Kind)
+	return fmt.Errorf("rabbitmq: cannot declare a %s address: %w", a.Kind, transport.ErrInvalid)
 }
 
 // Capabilities implements transport.Transport.
