@@ -74,10 +74,10 @@ func eachBreakTransport(t *testing.T, durableOnly bool, f func(t *testing.T, url
 // transport's name.
 func eachBreakTransportNamed(t *testing.T, durableOnly bool, f func(t *testing.T, name, url string)) {
 	for _, tr := range breakTransports {
+		if durableOnly && !tr.durable {
+			continue // mem:// is one client's broker: these cases need a second client on the same broker
+		}
 		t.Run(tr.name, func(t *testing.T) {
-			if durableOnly && !tr.durable {
-				t.Skip("needs a second client on the same broker")
-			}
 			f(t, tr.name, tr.url(t))
 		})
 	}
