@@ -20,7 +20,9 @@
 # go test runs with -json through internal/testsummary, which prints what
 # go test prints without -v (each package's "ok"/"FAIL" line, failed tests'
 # output), names tests still running after 2 minutes, and ends with every
-# skipped test and its reason. Each package's tests are bounded by
+# skipped test and its reason (after the RESULT lines tests log: figures of
+# record such as the cluster tests' loss, duplicates and recovery times).
+# Each package's tests are bounded by
 # -timeout 20m (SWITCHBOARD_TEST_TIMEOUT), so a hung broker ends the run
 # with a stack dump instead of hanging. Extra arguments go to `go test`
 # (for example -run TestConformance -v).

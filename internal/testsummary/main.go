@@ -1,7 +1,9 @@
 // Command testsummary reads `go test -json` on stdin and prints what
 // `go test` prints without -v (each package's closing "ok"/"FAIL" line,
-// the output of failed tests, build errors), then a summary: every
-// skipped test with its reason, and every failed test. scripts/test.sh
+// the output of failed tests, build errors), then a summary: the lines
+// tests log with "RESULT " (figures of record, such as the cluster tests'
+// loss, duplicates and recovery times), every skipped test with its
+// reason, and every failed test. scripts/test.sh
 // pipes the test run through it, so that skips (a broker not found, a
 // test that needs Docker) are visible without -v.
 //
@@ -55,7 +57,8 @@ type summary struct {
 	running map[string]time.Time // package/test → when it (re)started
 	skipped []result
 	failed  []result
-	broken  bool // a build failed or a line was not JSON
+	results []string // "RESULT ..." lines that tests log (figures of record)
+	broken  bool     // a build failed or a line was not JSON
 }
 
 func newSummary(w io.Writer, verbose bool) *summary {
@@ -104,6 +107,9 @@ func (s *summary) line(b []byte) {
 	case "pause":
 		delete(s.running, k)
 	case "output":
+		if i := strings.Index(e.Output, "RESULT "); i >= 0 && e.Test != "" {
+			s.results = append(s.results, e.Test+": "+strings.TrimSpace(e.Output[i+len("RESULT "):]))
+		}
 		if s.verbose {
 			fmt.Fprint(s.w, e.Output)
 			return
@@ -197,6 +203,12 @@ func (s *summary) finish() bool {
 	}
 	byName(s.skipped)
 	byName(s.failed)
+	if len(s.results) > 0 {
+		fmt.Fprintf(s.w, "\n== results that tests logged (RESULT lines)\n")
+		for _, r := range s.results {
+			fmt.Fprintln(s.w, r)
+		}
+	}
 	fmt.Fprintf(s.w, "\n== %d skipped tests\n", len(s.skipped))
 	for _, r := range s.skipped {
 		fmt.Fprintf(s.w, "SKIP %s %s: %s\n", r.pkg, r.test, r.reason)

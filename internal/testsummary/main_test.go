@@ -32,6 +32,8 @@ import "testing"
 
 func TestPasses(t *testing.T) { t.Log("quiet unless it fails") }
 
+func TestFigures(t *testing.T) { t.Logf("RESULT 10000 published, 0 lost") }
+
 func TestSkipsForABroker(t *testing.T) {
 	t.Skip("\n*****\n*** NO RABBITMQ BROKER: 127.0.0.1:5672 does not answer\n*****")
 }
@@ -68,6 +70,8 @@ func TestParent(t *testing.T) {
 		"SKIP example.com/sample TestSkipsForABroker: NO RABBITMQ BROKER: 127.0.0.1:5672 does not answer",
 		"== 1 failed tests",
 		"FAIL example.com/sample TestFails",
+		"== results that tests logged (RESULT lines)",
+		"TestFigures: 10000 published, 0 lost",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
